@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: MIT
+// Built with -fno-exceptions -fno-rtti: every public header must compile that way.
+#include <p11tls/board.hpp>
+#include <p11tls/concepts/entropy.hpp>
+#include <p11tls/concepts/nvm.hpp>
+#include <p11tls/concepts/token.hpp>
+#include <p11tls/cryptoki/errors.hpp>
+#include <p11tls/cryptoki/module.hpp>
+#include <p11tls/entropy/getrandom.hpp>
+#include <p11tls/nvm/file_nvm.hpp>
+#include <p11tls/nvm/ram_nvm.hpp>
+#include <p11tls/result.hpp>
+#include <p11tls/token/soft_token.hpp>
+
+static_assert(p11tls::Token<p11tls::board::Token>);
+static_assert(p11tls::Token<p11tls::SoftToken<p11tls::RamNvm<>, p11tls::GetrandomEntropy>>);
+
+// Instantiate the whole token so its bodies are compiled here too.
+template class p11tls::SoftToken<p11tls::RamNvm<>, p11tls::GetrandomEntropy>;
