@@ -17,3 +17,4 @@ static_assert(p11tls::Token<p11tls::SoftToken<p11tls::RamNvm<>, p11tls::Getrando
 
 // Instantiate the whole token so its bodies are compiled here too.
 template class p11tls::SoftToken<p11tls::RamNvm<>, p11tls::GetrandomEntropy>;
+#include <p11tls/token/template.hpp>
