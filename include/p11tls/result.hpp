@@ -69,6 +69,28 @@ enum class Errc : std::uint16_t {
     function_not_supported = 0x0327,
     random_seed_not_supported = 0x0328,
     cant_lock = 0x0329,
+    session_read_write_so_exists = 0x032a,
+    // transport 0x04xx
+    would_block = 0x0401,
+    timeout = 0x0402,
+    connection_closed = 0x0403,
+    connect_failed = 0x0404,
+    transport_failed = 0x0405,
+    // tls 0x05xx (TlsSession::error_message() adds the detail)
+    tls_config = 0x0501,
+    tls_key_not_found = 0x0502,
+    tls_cert_not_found = 0x0503,
+    tls_key_cert_mismatch = 0x0504,
+    tls_bad_pem = 0x0505,
+    tls_untrusted = 0x0506,
+    tls_hostname_mismatch = 0x0507,
+    tls_cert_expired = 0x0508,
+    tls_no_shared_cipher = 0x0509,
+    tls_peer_alert = 0x050a,
+    tls_bad_message = 0x050b,
+    tls_handshake_failed = 0x050c,
+    tls_signing_failed = 0x050d,
+    tls_not_connected = 0x050e,
 };
 
 /// A short English description of `e`, for people (CLI, logs); never contains secrets.
@@ -127,6 +149,26 @@ enum class Errc : std::uint16_t {
     case Errc::function_not_supported: return "function not supported";
     case Errc::random_seed_not_supported: return "seeding not supported";
     case Errc::cant_lock: return "cannot provide the requested locking";
+    case Errc::would_block: return "operation would block";
+    case Errc::timeout: return "timed out";
+    case Errc::connection_closed: return "connection closed by peer";
+    case Errc::connect_failed: return "could not connect";
+    case Errc::transport_failed: return "transport error";
+    case Errc::tls_config: return "TLS configuration rejected";
+    case Errc::tls_key_not_found: return "client private key not found in token";
+    case Errc::tls_cert_not_found: return "certificate not found";
+    case Errc::tls_key_cert_mismatch: return "client certificate does not match the private key";
+    case Errc::tls_bad_pem: return "certificate data does not parse";
+    case Errc::tls_untrusted: return "server certificate not trusted";
+    case Errc::tls_hostname_mismatch: return "server certificate does not match the server name";
+    case Errc::tls_cert_expired: return "server certificate expired or not yet valid";
+    case Errc::tls_no_shared_cipher: return "no cipher suite or version in common with the server";
+    case Errc::tls_peer_alert: return "server sent a fatal alert";
+    case Errc::tls_bad_message: return "malformed message from the server";
+    case Errc::tls_handshake_failed: return "TLS handshake failed";
+    case Errc::tls_signing_failed: return "token could not sign the handshake";
+    case Errc::tls_not_connected: return "TLS session not connected";
+    case Errc::session_read_write_so_exists: return "the security officer is logged in (read-only session refused)";
     }
     return "unknown error";
 }

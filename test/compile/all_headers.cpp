@@ -18,3 +18,9 @@ static_assert(p11tls::Token<p11tls::SoftToken<p11tls::RamNvm<>, p11tls::Getrando
 // Instantiate the whole token so its bodies are compiled here too.
 template class p11tls::SoftToken<p11tls::RamNvm<>, p11tls::GetrandomEntropy>;
 #include <p11tls/token/template.hpp>
+#include <p11tls/transport/memory_pipe.hpp>
+#include <p11tls/transport/posix_tcp.hpp>
+#include <p11tls/concepts/tls_stream.hpp>
+#include <p11tls/tls/session.hpp>
+template class p11tls::TlsSession<p11tls::board::Token, p11tls::PosixTcp, p11tls::board::Entropy>;
+static_assert(p11tls::TlsStream<p11tls::TlsSession<p11tls::board::Token, p11tls::PosixTcp, p11tls::board::Entropy>>);

@@ -61,6 +61,8 @@ namespace p11tls::cryptoki {
     case Errc::function_not_supported: return CKR_FUNCTION_NOT_SUPPORTED;
     case Errc::random_seed_not_supported: return CKR_RANDOM_SEED_NOT_SUPPORTED;
     case Errc::cant_lock: return CKR_CANT_LOCK;
+    case Errc::session_read_write_so_exists: return CKR_SESSION_READ_WRITE_SO_EXISTS;
+    default: break;  // transport and TLS errors do not cross the Cryptoki boundary
     }
     return CKR_GENERAL_ERROR;
 }
@@ -79,7 +81,7 @@ namespace p11tls::cryptoki {
         Errc::signature_invalid, Errc::signature_len_range, Errc::pin_incorrect, Errc::pin_locked,
         Errc::pin_len_range, Errc::user_not_logged_in, Errc::user_already_logged_in, Errc::another_user_logged_in,
         Errc::user_type_invalid, Errc::user_pin_not_initialized, Errc::token_not_initialized, Errc::device_error,
-        Errc::function_not_supported, Errc::random_seed_not_supported, Errc::cant_lock, Errc::nvm_full};
+        Errc::function_not_supported, Errc::random_seed_not_supported, Errc::cant_lock, Errc::nvm_full, Errc::session_read_write_so_exists};
     for (Errc e : all)
         if (to_ckr(e) == rv) return e;
     return Errc::device_error;

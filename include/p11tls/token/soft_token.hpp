@@ -185,7 +185,7 @@ public:
     [[nodiscard]] Result<Handle> open_session(CK_FLAGS flags) {
         std::lock_guard lock(mutex_);
         if (!(flags & CKF_SERIAL_SESSION)) return fail(Errc::function_not_supported);  // legacy parallel
-        if (!(flags & CKF_RW_SESSION) && login_ == Who::so) return fail(Errc::session_read_only_exists);
+        if (!(flags & CKF_RW_SESSION) && login_ == Who::so) return fail(Errc::session_read_write_so_exists);
         for (std::size_t i = 0; i < sessions_.size(); ++i) {
             Session& s = sessions_[i];
             if (s.used) continue;

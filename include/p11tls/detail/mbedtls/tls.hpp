@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Non-template TLS glue: token-backed mbedTLS keys and the error/message mapping.
+#include <cstddef>
+#include <span>
+#include <string_view>
+
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include <p11tls/result.hpp>
+#include <p11tls/token/pkcs11.hpp>
+
+namespace p11tls::detail::mbed {
+
+/// A private key that stays in a token: mbedTLS's pk sign calls come back here.
+struct TokenKeyRef {
+    void* token = nullptr;
+    /// Signs `in` with `mech` on `key`; returns the signature length.
+    Result<std::size_t> (*sign)(void* token, CK_ULONG session, CK_ULONG key, CK_MECHANISM_TYPE mech,
+                                std::span<const std::byte> in, std::span<std::byte> out) = nullptr;
+    CK_ULONG session = 0;
+    CK_ULONG key = 0;
+    CK_KEY_TYPE key_type = CKK_EC;
+    std::size_t bits = 0;
+    std::size_t signatures = 0;  ///< signatures made (handshakes with client authentication)
+    Error last_error{};          ///< the token's error when a signature failed
+};
+
+/// Makes `pk` (initialised, empty) use `ref`'s key. `ref` must outlive `pk`. The ECDSA r||s
+/// from the token is re-encoded as the DER mbedTLS expects; RSA signs a DigestInfo with
+/// CKM_RSA_PKCS.
+void token_pk_setup(mbedtls_pk_context& pk, TokenKeyRef& ref) noexcept;
+
+/// Encodes a PKCS#11 ECDSA signature r||s (each half the same length) as DER
+/// SEQUENCE { INTEGER r, INTEGER s }, minimal integers. Returns the length, 0 if `out` is too small.
+[[nodiscard]] std::size_t ecdsa_raw_to_der(std::span<const std::byte> rs, std::span<std::byte> out) noexcept;
+
+/// True while `ssl` is inside a handshake that resumes an earlier session.
+[[nodiscard]] bool handshake_resuming(const mbedtls_ssl_context& ssl) noexcept;
+
+/// Parses PEM (one or more certificates) or DER certificate bytes into `chain`.
+[[nodiscard]] Result<void> parse_certs(mbedtls_x509_crt& chain, std::span<const std::byte> data) noexcept;
+
+/// What a failed mbedTLS TLS call means. Writes a one-line message for people into `msg`.
+struct TlsFailure {
+    int ret;                        ///< mbedTLS return code
+    std::uint32_t verify_flags;     ///< mbedtls_ssl_get_verify_result
+    int alert;                      ///< fatal alert received from the peer, or -1
+    Error transport;                ///< the transport's last error, if it caused the failure
+    std::string_view server_name;
+};
+[[nodiscard]] Error describe_tls_failure(const TlsFailure& f, std::span<char> msg) noexcept;
+
+}  // namespace p11tls::detail::mbed

@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/// TlsSession<Token, Transport, Entropy, Config>: a TLS 1.2 client on mbedTLS whose private
+/// key stays in the token (every handshake signature is a token sign call). Models TlsStream.
+///
+///   TlsSession<board::Token, PosixTcp, board::Entropy> tls(token, entropy);
+///   tls.configure(credentials, params);          // finds key and certificates in the token
+///   tls.attach(PosixTcp::connect(host, port).value());
+///   tls.connect();                               // handshake; server always verified
+///   tls.send(...); tls.recv(...); tls.close();   // close sends close_notify
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include <p11tls/concepts/entropy.hpp>
+#include <p11tls/concepts/tls_stream.hpp>
+#include <p11tls/concepts/token.hpp>
+#include <p11tls/concepts/transport.hpp>
+#include <p11tls/detail/mbedtls/crypto.hpp>
+#include <p11tls/detail/mbedtls/drbg.hpp>
+#include <p11tls/detail/mbedtls/tls.hpp>
+#include <p11tls/tls/config.hpp>
+#include <p11tls/token/template.hpp>
+
+namespace p11tls {
+
+template <Token Tok, Transport Tr, Entropy E, class Config = tls::TlsConfig>
+class TlsSession {
+public:
+    TlsSession(Tok& token, E& entropy) noexcept : token_(token), drbg_(entropy) {
+        mbedtls_ssl_init(&ssl_);
+        mbedtls_ssl_config_init(&conf_);
+        mbedtls_x509_crt_init(&ca_);
+        mbedtls_x509_crt_init(&own_);
+        mbedtls_pk_init(&key_);
+        mbedtls_ssl_session_init(&saved_);
+        msg_[0] = '\0';
+    }
+    TlsSession(const TlsSession&) = delete;
+    TlsSession& operator=(const TlsSession&) = delete;
+    /// Frees (and thereby zeroizes) all TLS state. Does not send close_notify: call close().
+    ~TlsSession() {
+        mbedtls_ssl_free(&ssl_);
+        mbedtls_ssl_config_free(&conf_);
+        mbedtls_x509_crt_free(&ca_);
+        mbedtls_x509_crt_free(&own_);
+        mbedtls_pk_free(&key_);
+        mbedtls_ssl_session_free(&saved_);
+        if (token_session_) (void)token_.close_session(*token_session_);
+        mbedtls_platform_zeroize(&ref_, sizeof ref_);
+    }
+
+    /// Loads the client key reference and certificates and sets up mbedTLS. Errors name what
+    /// is missing, before any byte goes to the server. Call once.
+    [[nodiscard]] Result<void> configure(const tls::Credentials& cred, const tls::Params& params) {
+        if (configured_) return error(Errc::tls_config, "configure() called twice");
+        if (params.server_name.empty() || params.server_name.size() >= server_name_.size())
+            return error(Errc::tls_config, "a server name is required (SNI and certificate check)");
+        std::memcpy(server_name_.data(), params.server_name.data(), params.server_name.size());
+        server_name_[params.server_name.size()] = '\0';
+        params_ = params;
+        params_.server_name = {server_name_.data(), params.server_name.size()};
+        params_.alpn = {};
+
+        static constexpr char personal[] = "p11tls TlsSession";
+        if (auto r = drbg_.seed(std::as_bytes(std::span(personal))); !r)
+            return error(r.error(), "entropy source failed: no TLS without fresh randomness");
+        auto s = token_.open_session(CKF_SERIAL_SESSION);
+        if (!s) return error(s.error(), "cannot open a token session");
+        token_session_ = *s;
+
+        P11TLS_TRY(load_ca(cred));
+        if (!cred.anonymous_client) {
+            P11TLS_TRY(load_own_cert(cred));
+            P11TLS_TRY(load_key(cred));
+        }
+        P11TLS_TRY(setup_mbedtls(cred, params));
+        configured_ = true;
+        return {};
+    }
+
+    /// Gives the session its transport (a new one for each connection). Reconnecting on a new
+    /// transport offers the previous session for resumption when params.resume is set.
+    void attach(Tr transport) {
+        if (used_) {
+            (void)mbedtls_ssl_session_reset(&ssl_);
+            if (have_saved_ && params_.resume) (void)mbedtls_ssl_set_session(&ssl_, &saved_);
+        }
+        transport_.emplace(std::move(transport));
+        connected_ = false;
+        resumed_ = false;
+        used_ = true;
+        if constexpr (requires(Tr& t) { t.set_timeout(1); }) transport_->set_timeout(params_.timeout_ms);
+        if constexpr (requires(Tr& t) { t.set_blocking(true); }) transport_->set_blocking(!params_.non_blocking);
+    }
+
+    /// Runs the handshake (or continues it when non-blocking: Errc::would_block means call
+    /// again when the transport is ready).
+    [[nodiscard]] Result<void> connect() {
+        if (!configured_) return error(Errc::tls_config, "configure() first");
+        if (!transport_) return error(Errc::tls_not_connected, "attach() a transport first");
+        if (connected_) return {};
+        while (ssl_.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+            int ret = mbedtls_ssl_handshake_step(&ssl_);
+            if (detail::mbed::handshake_resuming(ssl_)) resumed_ = true;
+            if (ret != 0) return failure(ret);
+        }
+        connected_ = true;
+        mbedtls_ssl_session_free(&saved_);
+        mbedtls_ssl_session_init(&saved_);
+        have_saved_ = mbedtls_ssl_get_session(&ssl_, &saved_) == 0;
+        return {};
+    }
+
+    [[nodiscard]] Result<std::size_t> send(std::span<const std::byte> data) {
+        if (!connected_) return error(Errc::tls_not_connected, "not connected");
+        int ret = mbedtls_ssl_write(&ssl_, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+        if (ret < 0) return failure(ret);
+        return static_cast<std::size_t>(ret);
+    }
+
+    /// Reads application data; Errc::connection_closed once the server closed the session.
+    [[nodiscard]] Result<std::size_t> recv(std::span<std::byte> out) {
+        if (!connected_) return error(Errc::tls_not_connected, "not connected");
+        int ret = mbedtls_ssl_read(&ssl_, reinterpret_cast<unsigned char*>(out.data()), out.size());
+        if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return error(Errc::connection_closed, "the server closed the session");
+        if (ret < 0) return failure(ret);
+        return static_cast<std::size_t>(ret);
+    }
+
+    /// Sends close_notify. The session can be reused with attach() and connect().
+    [[nodiscard]] Result<void> close() {
+        if (!connected_) return {};
+        int ret;
+        do ret = mbedtls_ssl_close_notify(&ssl_);
+        while (ret == MBEDTLS_ERR_SSL_WANT_WRITE && !params_.non_blocking);
+        connected_ = false;
+        if (ret != 0 && ret != MBEDTLS_ERR_SSL_CONN_EOF) return failure(ret);
+        return {};
+    }
+
+    /// One line for people about the last failure (empty after success).
+    [[nodiscard]] const char* error_message() const noexcept { return msg_.data(); }
+    [[nodiscard]] bool connected() const noexcept { return connected_; }
+    /// True when the last handshake resumed an earlier session (no new key exchange).
+    [[nodiscard]] bool resumed() const noexcept { return resumed_; }
+    /// Handshake signatures made by the token so far.
+    [[nodiscard]] std::size_t token_signatures() const noexcept { return ref_.signatures; }
+    /// True when decrypted or buffered data waits inside the session (read it before polling).
+    [[nodiscard]] bool pending() const noexcept {
+        return mbedtls_ssl_get_bytes_avail(&ssl_) > 0 || mbedtls_ssl_check_pending(&ssl_) != 0;
+    }
+    [[nodiscard]] const char* alpn_protocol() const noexcept { return mbedtls_ssl_get_alpn_protocol(&ssl_); }
+    [[nodiscard]] const char* ciphersuite() const noexcept { return mbedtls_ssl_get_ciphersuite(&ssl_); }
+    [[nodiscard]] Tr* transport() noexcept { return transport_ ? &*transport_ : nullptr; }
+
+private:
+    detail::Unexpected error(Errc code, const char* text, std::int32_t native = 0) {
+        std::snprintf(msg_.data(), msg_.size(), "%s", text);
+        return fail(code, native);
+    }
+    detail::Unexpected error(Error e, const char* text) {
+        std::snprintf(msg_.data(), msg_.size(), "%s: %s", text, describe(e.code));
+        return fail(e);
+    }
+
+    detail::Unexpected failure(int ret) {
+        int alert = -1;
+        if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl_.in_msg && ssl_.in_msglen >= 2)
+            alert = ssl_.in_msg[1];
+        Error transport = last_transport_error_;
+        last_transport_error_ = {};
+        Error e = detail::mbed::describe_tls_failure(
+            {ret, mbedtls_ssl_get_verify_result(&ssl_), alert, transport, params_.server_name}, msg_);
+        if (e.code == Errc::tls_signing_failed && ref_.last_error.code != Errc{}) {
+            std::size_t n = std::strlen(msg_.data());
+            std::snprintf(msg_.data() + n, msg_.size() - n, ": %s", describe(ref_.last_error.code));
+        }
+        if (e.code != Errc::would_block) connected_ = false;
+        return fail(e);
+    }
+
+    // Finds objects of `cls` whose label (or id) matches, up to out.size().
+    Result<std::size_t> find(CK_OBJECT_CLASS cls, std::string_view label, std::span<const std::byte> id,
+                             std::span<CK_OBJECT_HANDLE> out) {
+        token::Template<4, 512> q;
+        q.add(CKA_CLASS, cls);
+        if (!id.empty()) q.add(CKA_ID, id);
+        else q.add(CKA_LABEL, label);
+        if (!q.ok()) return fail(Errc::invalid_argument);
+        P11TLS_TRY(token_.find_init(*token_session_, q.view()));
+        auto n = token_.find(*token_session_, out);
+        (void)token_.find_final(*token_session_);
+        return n;
+    }
+
+    // Reads a (non-sensitive) attribute into `buf`, returning its bytes.
+    Result<std::span<const std::byte>> attribute(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, std::span<std::byte> buf) {
+        CK_ATTRIBUTE a{type, buf.data(), static_cast<CK_ULONG>(buf.size())};
+        P11TLS_TRY(token_.get_attributes(*token_session_, obj, std::span(&a, 1)));
+        return std::span<const std::byte>(buf.first(a.ulValueLen));
+    }
+
+    // Adds the certificates of token objects labelled `label` to `chain`.
+    Result<void> certs_from_token(mbedtls_x509_crt& chain, std::string_view label, const char* what) {
+        std::array<CK_OBJECT_HANDLE, 8> h;
+        auto n = find(CKO_CERTIFICATE, label, {}, h);
+        if (!n) return error(n.error(), "token search failed");
+        if (*n == 0) {
+            char text[160];
+            std::snprintf(text, sizeof text, "no %s labelled '%.*s' in the token", what, static_cast<int>(label.size()),
+                          label.data());
+            return error(Errc::tls_cert_not_found, text);
+        }
+        std::array<std::byte, 4096> der;
+        for (std::size_t i = 0; i < *n; ++i) {
+            auto v = attribute(h[i], CKA_VALUE, der);
+            if (!v) return error(v.error(), "cannot read a certificate from the token");
+            if (auto r = detail::mbed::parse_certs(chain, *v); !r)
+                return error(Errc::tls_bad_pem, "a certificate in the token does not parse");
+        }
+        return {};
+    }
+
+    Result<void> load_ca(const tls::Credentials& c) {
+        if (!c.ca_data.empty()) {
+            if (auto r = detail::mbed::parse_certs(ca_, c.ca_data); !r)
+                return error(Errc::tls_bad_pem, "root CA data is not a PEM or DER certificate");
+            return {};
+        }
+        return certs_from_token(ca_, c.ca_label, "root CA certificate");
+    }
+
+    Result<void> load_own_cert(const tls::Credentials& c) {
+        if (!c.cert_data.empty()) {
+            if (auto r = detail::mbed::parse_certs(own_, c.cert_data); !r)
+                return error(Errc::tls_bad_pem, "client certificate data is not a PEM or DER certificate");
+            return {};
+        }
+        return certs_from_token(own_, c.cert_label, "client certificate");
+    }
+
+    Result<void> load_key(const tls::Credentials& c) {
+        std::array<CK_OBJECT_HANDLE, 2> h;
+        auto n = find(CKO_PRIVATE_KEY, c.key_label, c.key_id, h);
+        if (!n) return error(n.error(), "token search failed");
+        if (*n == 0) {
+            char text[160];
+            if (!c.key_id.empty())
+                std::snprintf(text, sizeof text, "no private key with the given id in the token (logged in?)");
+            else
+                std::snprintf(text, sizeof text, "no private key labelled '%.*s' in the token (logged in?)",
+                              static_cast<int>(c.key_label.size()), c.key_label.data());
+            return error(Errc::tls_key_not_found, text);
+        }
+        std::array<std::byte, 520> buf;
+        auto kt = attribute(h[0], CKA_KEY_TYPE, buf);
+        if (!kt || kt->size() != sizeof(CK_KEY_TYPE)) return error(Errc::tls_key_not_found, "cannot read the key type");
+        CK_KEY_TYPE type;
+        std::memcpy(&type, kt->data(), sizeof type);
+        ref_.token = &token_;
+        ref_.sign = &sign_with;
+        ref_.session = *token_session_;
+        ref_.key = h[0];
+        ref_.key_type = type;
+
+        // The certificate's public key must be the token key's, or every handshake would fail late.
+        const mbedtls_pk_context& cert_pk = own_.pk;
+        if (type == CKK_EC) {
+            auto params = attribute(h[0], CKA_EC_PARAMS, buf);
+            auto curve = params ? detail::mbed::curve_from_params(*params) : std::nullopt;
+            if (!curve) return error(Errc::tls_key_not_found, "the token key is not on P-256 or P-384");
+            ref_.bits = detail::mbed::curve_bytes(*curve) * 8;
+            if (mbedtls_pk_get_type(&cert_pk) != MBEDTLS_PK_ECKEY)
+                return error(Errc::tls_key_cert_mismatch, "client certificate holds no EC key but the token key is EC");
+            auto point = attribute(h[0], CKA_EC_POINT, buf);
+            if (point) {
+                auto raw = detail::mbed::ec_point_raw(*curve, *point);
+                unsigned char cert_point[2 * 66 + 1];
+                std::size_t len = 0;
+                const mbedtls_ecp_keypair* ec = mbedtls_pk_ec(cert_pk);
+                if (!raw || mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &len,
+                                                           cert_point, sizeof cert_point) != 0 ||
+                    len != raw->size() || std::memcmp(cert_point, raw->data(), len) != 0)
+                    return error(Errc::tls_key_cert_mismatch, "client certificate does not match the token's private key");
+            }
+        } else if (type == CKK_RSA) {
+            auto mod = attribute(h[0], CKA_MODULUS, buf);
+            if (!mod) return error(mod.error(), "cannot read the RSA modulus");
+            std::size_t lead = 0;
+            while (lead < mod->size() && (*mod)[lead] == std::byte{0}) ++lead;
+            ref_.bits = (mod->size() - lead) * 8;
+            if (mbedtls_pk_get_type(&cert_pk) != MBEDTLS_PK_RSA)
+                return error(Errc::tls_key_cert_mismatch, "client certificate holds no RSA key but the token key is RSA");
+            unsigned char n_cert[512];
+            const mbedtls_rsa_context* rsa = mbedtls_pk_rsa(cert_pk);
+            std::size_t nlen = mbedtls_rsa_get_len(rsa);
+            if (nlen != mod->size() - lead || mbedtls_mpi_write_binary(&rsa->N, n_cert, nlen) != 0 ||
+                std::memcmp(n_cert, mod->data() + lead, nlen) != 0)
+                return error(Errc::tls_key_cert_mismatch, "client certificate does not match the token's private key");
+        } else {
+            return error(Errc::tls_key_not_found, "the token key is neither EC nor RSA");
+        }
+        detail::mbed::token_pk_setup(key_, ref_);
+        return {};
+    }
+
+    static Result<std::size_t> sign_with(void* token, CK_ULONG session, CK_ULONG key, CK_MECHANISM_TYPE mech,
+                                         std::span<const std::byte> in, std::span<std::byte> out) {
+        Tok& t = *static_cast<Tok*>(token);
+        CK_MECHANISM m{mech, nullptr, 0};
+        P11TLS_TRY(t.sign_init(session, m, key));
+        return t.sign(session, in, out);
+    }
+
+    Result<void> setup_mbedtls(const tls::Credentials& c, const tls::Params& p) {
+        auto bad = [&](int ret, const char* what) { return error(Errc::tls_config, what, ret); };
+        if (int r = mbedtls_ssl_config_defaults(&conf_, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                                MBEDTLS_SSL_PRESET_DEFAULT))
+            return bad(r, "mbedTLS refused the client defaults");
+        mbedtls_ssl_conf_authmode(&conf_, MBEDTLS_SSL_VERIFY_REQUIRED);
+        mbedtls_ssl_conf_ca_chain(&conf_, &ca_, nullptr);
+        mbedtls_ssl_conf_cert_profile(&conf_, &tls::cert_profile);
+        mbedtls_ssl_conf_rng(&conf_, drbg_.rng().f, drbg_.rng().p);
+        mbedtls_ssl_conf_ciphersuites(&conf_, Config::ciphersuites);
+        mbedtls_ssl_conf_min_version(&conf_, MBEDTLS_SSL_MAJOR_VERSION_3, Config::min_minor_version);
+        mbedtls_ssl_conf_max_version(&conf_, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+        mbedtls_ssl_conf_sig_hashes(&conf_, tls::sig_hashes);
+        mbedtls_ssl_conf_curves(&conf_, tls::curves);
+        mbedtls_ssl_conf_renegotiation(&conf_, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+        mbedtls_ssl_conf_session_tickets(&conf_, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+        if (int r = mbedtls_ssl_conf_max_frag_len(&conf_, Config::max_fragment_length))
+            return bad(r, "invalid max fragment length");
+        if (!c.anonymous_client)
+            if (int r = mbedtls_ssl_conf_own_cert(&conf_, &own_, &key_)) return bad(r, "mbedTLS refused the client certificate");
+        if (!p.alpn.empty()) {
+            if (p.alpn.size() > Config::max_alpn) return error(Errc::tls_config, "too many ALPN protocols");
+            for (std::size_t i = 0; i < p.alpn.size(); ++i) {
+                if (p.alpn[i].empty() || p.alpn[i].size() >= alpn_names_[i].size())
+                    return error(Errc::tls_config, "ALPN protocol name empty or too long");
+                std::memcpy(alpn_names_[i].data(), p.alpn[i].data(), p.alpn[i].size());
+                alpn_names_[i][p.alpn[i].size()] = '\0';
+                alpn_[i] = alpn_names_[i].data();
+            }
+            alpn_[p.alpn.size()] = nullptr;
+            if (int r = mbedtls_ssl_conf_alpn_protocols(&conf_, alpn_.data())) return bad(r, "invalid ALPN list");
+        }
+        if (int r = mbedtls_ssl_setup(&ssl_, &conf_)) return bad(r, "mbedTLS setup failed (out of memory?)");
+        if (int r = mbedtls_ssl_set_hostname(&ssl_, server_name_.data())) return bad(r, "invalid server name");
+        mbedtls_ssl_set_bio(&ssl_, this, &bio_send, &bio_recv, nullptr);
+        return {};
+    }
+
+    static int transport_code(TlsSession& self, const Error& e) {
+        self.last_transport_error_ = e;
+        switch (e.code) {
+        case Errc::would_block: return MBEDTLS_ERR_SSL_WANT_READ;
+        case Errc::timeout: return MBEDTLS_ERR_SSL_TIMEOUT;
+        case Errc::connection_closed: return MBEDTLS_ERR_SSL_CONN_EOF;
+        default: return MBEDTLS_ERR_NET_RECV_FAILED;
+        }
+    }
+    static int bio_send(void* ctx, const unsigned char* buf, std::size_t len) {
+        auto& self = *static_cast<TlsSession*>(ctx);
+        auto r = self.transport_->send({reinterpret_cast<const std::byte*>(buf), len});
+        if (!r) {
+            int code = transport_code(self, r.error());
+            return code == MBEDTLS_ERR_SSL_WANT_READ ? MBEDTLS_ERR_SSL_WANT_WRITE
+                   : code == MBEDTLS_ERR_NET_RECV_FAILED ? MBEDTLS_ERR_NET_SEND_FAILED
+                                                         : code;
+        }
+        return static_cast<int>(*r);
+    }
+    static int bio_recv(void* ctx, unsigned char* buf, std::size_t len) {
+        auto& self = *static_cast<TlsSession*>(ctx);
+        auto r = self.transport_->recv({reinterpret_cast<std::byte*>(buf), len});
+        if (!r) return transport_code(self, r.error());
+        return static_cast<int>(*r);
+    }
+
+    Tok& token_;
+    detail::mbed::Drbg<E> drbg_;
+    mbedtls_ssl_context ssl_;
+    mbedtls_ssl_config conf_;
+    mbedtls_x509_crt ca_, own_;
+    mbedtls_pk_context key_;
+    mbedtls_ssl_session saved_;
+    detail::mbed::TokenKeyRef ref_{};
+    std::optional<CK_ULONG> token_session_;
+    std::optional<Tr> transport_;
+    tls::Params params_{};
+    Error last_transport_error_{};
+    std::array<char, 256> server_name_{};
+    std::array<std::array<char, 64>, Config::max_alpn> alpn_names_{};
+    std::array<const char*, Config::max_alpn + 1> alpn_{};
+    std::array<char, 256> msg_{};
+    bool configured_ = false, connected_ = false, used_ = false, resumed_ = false, have_saved_ = false;
+};
+
+}  // namespace p11tls
