@@ -40,6 +40,17 @@ enum class AttrKind : std::uint8_t { bytes, boolean, ulong };
 struct Canonical {
     std::byte small[4]{};
     std::span<const std::byte> value;
+
+    Canonical() = default;
+    // `value` may point into `small`: a copy must point into its own `small`, not into the
+    // original's, which (returned by value from canonical()) is already gone.
+    Canonical(const Canonical& o) noexcept { *this = o; }
+    Canonical& operator=(const Canonical& o) noexcept {
+        if (this == &o) return *this;
+        std::memcpy(small, o.small, sizeof small);
+        value = o.value.data() == o.small ? std::span<const std::byte>(small, o.value.size()) : o.value;
+        return *this;
+    }
 };
 
 /// Converts an API value to its stored form; nullopt if its length is wrong for its kind.

@@ -1047,6 +1047,16 @@ private:
         if (k.cls != (sign ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY) || k.key_type != mi->key_type)
             return fail(Errc::key_type_inconsistent);
         if (!l.flag(sign ? CKA_SIGN : CKA_VERIFY, true)) return fail(Errc::key_function_not_permitted);
+        // A non-empty CKA_ALLOWED_MECHANISMS lists the only mechanisms the key may be used with.
+        if (auto allowed = l.find(CKA_ALLOWED_MECHANISMS); allowed && !allowed->empty()) {
+            bool listed = false;
+            for (std::size_t i = 0; i + sizeof(CK_MECHANISM_TYPE) <= allowed->size(); i += sizeof(CK_MECHANISM_TYPE)) {
+                CK_MECHANISM_TYPE t;
+                std::memcpy(&t, allowed->data() + i, sizeof t);
+                listed |= t == mech.mechanism;
+            }
+            if (!listed) return fail(Errc::mechanism_invalid);
+        }
 
         m::RsaScheme scheme;
         scheme.md = mi->hash;
