@@ -115,9 +115,6 @@ assert_matches() {
     grep -qE -- "$2" <<<"$1" || die "${3:-output} does not match /$2/; it was:
 $1"
 }
-assert_eq() {
-    [[ $1 == "$2" ]] || die "${3:-values differ}: got '$1', expected '$2'"
-}
 # assert_count TEXT NEEDLE N [WHAT]: NEEDLE occurs on exactly N lines.
 assert_count() {
     local n
@@ -184,6 +181,7 @@ wait_pid() {
 
 # Token setup used by most scripts: a fresh token with an SO PIN, a label and a user PIN.
 P11=(pkcs11-tool --module "$MODULE")
+# shellcheck disable=SC2034  # used by the scripts that source this file
 P11_USER=(pkcs11-tool --module "$MODULE" --login --pin "$USER_PIN")
 
 init_token() {

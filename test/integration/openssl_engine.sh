@@ -106,8 +106,8 @@ CLIENT_ENV=("${WITH_ENGINE[@]}")
 tls() {
     local name=$1 key_uri=$2 cert=$3 cn=$4 sigtype=$5
     shift 5
-    local log=$WORK/server-$name.log line="hello over $name $RANDOM$RANDOM" port attempt
-    for attempt in 1 2 3; do
+    local log=$WORK/server-$name.log line="hello over $name $RANDOM$RANDOM" port
+    for _ in 1 2 3; do
         port=$(free_port)
         start_server "server-$name" "$log" openssl s_server -accept "127.0.0.1:$port" -naccept 1 \
             -Verify 1 -verify_return_error -CAfile ca.pem -cert srv.pem -key srv.key "$@"
