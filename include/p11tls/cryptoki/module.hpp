@@ -10,6 +10,7 @@
 ///   static Result<token_type*> open();             // at C_Initialize
 ///   static void close(token_type*) noexcept;       // at C_Finalize
 #include <cstring>
+#include <mutex>
 #include <shared_mutex>
 
 #include <p11tls/concepts/token.hpp>
