@@ -17,7 +17,10 @@
 namespace p11tls::token {
 
 /// How an attribute's value is represented at the PKCS#11 API.
-enum class AttrKind : std::uint8_t { bytes, boolean, ulong };
+enum class AttrKind : std::uint8_t { bytes, boolean, ulong, ulong_array };
+
+/// Most CK_ULONG entries an array attribute (CKA_ALLOWED_MECHANISMS) may hold.
+inline constexpr std::size_t max_ulong_array = 16;
 
 [[nodiscard]] constexpr AttrKind attr_kind(CK_ATTRIBUTE_TYPE t) noexcept {
     switch (t) {
@@ -31,6 +34,8 @@ enum class AttrKind : std::uint8_t { bytes, boolean, ulong };
     case CKA_DERIVE: case CKA_EXTRACTABLE: case CKA_LOCAL: case CKA_NEVER_EXTRACTABLE:
     case CKA_ALWAYS_SENSITIVE: case CKA_WRAP_WITH_TRUSTED: case CKA_ALWAYS_AUTHENTICATE:
         return AttrKind::boolean;
+    case CKA_ALLOWED_MECHANISMS:
+        return AttrKind::ulong_array;
     default:
         return AttrKind::bytes;
     }
@@ -38,7 +43,7 @@ enum class AttrKind : std::uint8_t { bytes, boolean, ulong };
 
 /// The canonical (stored) encoding of one attribute value.
 struct Canonical {
-    std::byte small[4]{};
+    std::byte small[4 * max_ulong_array]{};
     std::span<const std::byte> value;
 
     Canonical() = default;
@@ -76,6 +81,18 @@ struct Canonical {
         c.value = {c.small, 4};
         return c;
     }
+    case AttrKind::ulong_array: {
+        const std::size_t n = a.ulValueLen / sizeof(CK_ULONG);
+        if (a.ulValueLen % sizeof(CK_ULONG) != 0 || n > max_ulong_array) return std::nullopt;
+        for (std::size_t i = 0; i < n; ++i) {
+            CK_ULONG v;
+            std::memcpy(&v, p + i * sizeof v, sizeof v);
+            if (v > 0xFFFFFFFFul) return std::nullopt;
+            detail::put_le32(c.small + 4 * i, static_cast<std::uint32_t>(v));
+        }
+        c.value = {c.small, 4 * n};
+        return c;
+    }
     case AttrKind::bytes:
         c.value = {p, static_cast<std::size_t>(a.ulValueLen)};
         return c;
@@ -102,7 +119,9 @@ public:
             if (len > bytes.size() - pos - 8) return false;
             CK_ATTRIBUTE_TYPE t = detail::get_le32(bytes.data() + pos);
             auto kind = attr_kind(t);
-            if ((kind == AttrKind::boolean && len != 1) || (kind == AttrKind::ulong && len != 4)) return false;
+            if ((kind == AttrKind::boolean && len != 1) || (kind == AttrKind::ulong && len != 4) ||
+                (kind == AttrKind::ulong_array && (len % 4 != 0 || len > 4 * max_ulong_array)))
+                return false;
             if (AttrList(bytes.first(pos)).find(t)) return false;
             pos += 8 + len;
             if (++n > 256) return false;
@@ -180,13 +199,20 @@ private:
 /// Writes a stored value into a caller's CK_ATTRIBUTE following C_GetAttributeValue's rules.
 /// Returns the per-attribute error (buffer_too_small) or success.
 [[nodiscard]] inline Result<void> export_value(CK_ATTRIBUTE& a, std::span<const std::byte> stored) noexcept {
-    std::byte tmp[sizeof(CK_ULONG)];
+    std::byte tmp[sizeof(CK_ULONG) * max_ulong_array];
     std::span<const std::byte> v = stored;
+    if (attr_kind(a.type) == AttrKind::ulong_array && stored.size() % 4 == 0 && stored.size() / 4 <= max_ulong_array) {
+        for (std::size_t i = 0; i < stored.size() / 4; ++i) {
+            CK_ULONG u = detail::get_le32(stored.data() + 4 * i);
+            std::memcpy(tmp + i * sizeof u, &u, sizeof u);
+        }
+        v = {tmp, stored.size() / 4 * sizeof(CK_ULONG)};
+    }
     if (attr_kind(a.type) == AttrKind::ulong && stored.size() == 4) {
         std::uint32_t x = detail::get_le32(stored.data());
         CK_ULONG u = x == 0xFFFFFFFFu ? CK_UNAVAILABLE_INFORMATION : CK_ULONG{x};
         std::memcpy(tmp, &u, sizeof u);
-        v = tmp;
+        v = {tmp, sizeof u};
     } else if (attr_kind(a.type) == AttrKind::boolean && stored.size() == 1) {
         CK_BBOOL b = stored[0] != std::byte{0} ? CK_TRUE : CK_FALSE;
         std::memcpy(tmp, &b, sizeof b);

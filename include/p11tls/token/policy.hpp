@@ -179,9 +179,7 @@ enum class Mode : std::uint8_t { create, generate };
             if (tmpl[j].type == a.type) return fail(Errc::template_inconsistent);
         auto rule = rule_for(k, a.type);
         if (!rule) return fail(Errc::attribute_type_invalid);
-        if (!canonical(a)) return fail(Errc::attribute_value_invalid);
-        if (a.type == CKA_ALLOWED_MECHANISMS && a.ulValueLen % sizeof(CK_MECHANISM_TYPE) != 0)
-            return fail(Errc::attribute_value_invalid);
+        if (!canonical(a)) return fail(Errc::attribute_value_invalid);  // also checks CKA_ALLOWED_MECHANISMS
         bool ok_here = mode == Mode::create ? (rule->flags & allowed) != 0
                                             : ((rule->flags & allowed) && !(rule->flags & generated)) ||
                                                   (rule->flags & gen_input);

@@ -1050,11 +1050,8 @@ private:
         // A non-empty CKA_ALLOWED_MECHANISMS lists the only mechanisms the key may be used with.
         if (auto allowed = l.find(CKA_ALLOWED_MECHANISMS); allowed && !allowed->empty()) {
             bool listed = false;
-            for (std::size_t i = 0; i + sizeof(CK_MECHANISM_TYPE) <= allowed->size(); i += sizeof(CK_MECHANISM_TYPE)) {
-                CK_MECHANISM_TYPE t;
-                std::memcpy(&t, allowed->data() + i, sizeof t);
-                listed |= t == mech.mechanism;
-            }
+            for (std::size_t i = 0; i + 4 <= allowed->size(); i += 4)  // stored as u32 entries
+                listed |= detail::get_le32(allowed->data() + i) == mech.mechanism;
             if (!listed) return fail(Errc::mechanism_invalid);
         }
 
