@@ -259,6 +259,13 @@ Error describe_tls_failure(const TlsFailure& f, std::span<char> msg) noexcept {
         return {Errc::tls_untrusted, f.ret};
     }
     case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
+        if (f.alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE && f.suite_agreed) {
+            // After the ServerHello the suite is settled: OpenSSL sends this for a missing or
+            // refused client certificate.
+            say("server sent fatal alert handshake_failure after agreeing on a cipher suite (it requires a client "
+                "certificate, or refused ours or our signature)");
+            return {Errc::tls_peer_alert, f.ret};
+        }
         const char* t = alert_text(f.alert);
         if (t) say("server sent fatal alert %s", t);
         else say("server sent fatal alert %d", f.alert);

@@ -96,6 +96,7 @@ public:
         transport_.emplace(std::move(transport));
         connected_ = false;
         resumed_ = false;
+        close_queued_ = false;
         used_ = true;
         if constexpr (requires(Tr& t) { t.set_timeout(1); }) transport_->set_timeout(params_.timeout_ms);
         if constexpr (requires(Tr& t) { t.set_blocking(true); }) transport_->set_blocking(!params_.non_blocking);
@@ -109,10 +110,13 @@ public:
         if (connected_) return {};
         while (ssl_.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
             int ret = mbedtls_ssl_handshake_step(&ssl_);
-            if (detail::mbed::handshake_resuming(ssl_)) resumed_ = true;
+            // mbedTLS marks the handshake resuming as soon as a session is offered; only the
+            // ServerHello says whether the server accepted it.
+            if (ssl_.handshake && ssl_.state > MBEDTLS_SSL_SERVER_HELLO) resumed_ = detail::mbed::handshake_resuming(ssl_);
             if (ret != 0) return failure(ret);
         }
         connected_ = true;
+        msg_[0] = '\0';  // the would_block steps of a non-blocking handshake left text behind
         mbedtls_ssl_session_free(&saved_);
         mbedtls_ssl_session_init(&saved_);
         have_saved_ = mbedtls_ssl_get_session(&ssl_, &saved_) == 0;
@@ -136,11 +140,22 @@ public:
     }
 
     /// Sends close_notify. The session can be reused with attach() and connect().
+    /// Non-blocking: Errc::would_block means call close() again when the transport is writable.
     [[nodiscard]] Result<void> close() {
         if (!connected_) return {};
         int ret;
-        do ret = mbedtls_ssl_close_notify(&ssl_);
-        while (ret == MBEDTLS_ERR_SSL_WANT_WRITE && !params_.non_blocking);
+        for (;;) {
+            // mbedtls_ssl_close_notify only flushes while earlier records are pending (and then
+            // returns 0); the alert is queued by a call that starts with nothing pending.
+            const bool queues_alert = !close_queued_ && ssl_.out_left == 0;
+            ret = mbedtls_ssl_close_notify(&ssl_);
+            if (queues_alert) close_queued_ = true;
+            if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
+                if (params_.non_blocking) return failure(ret);  // still connected: call again
+                continue;
+            }
+            if (ret != 0 || close_queued_) break;
+        }
         connected_ = false;
         if (ret != 0 && ret != MBEDTLS_ERR_SSL_CONN_EOF) return failure(ret);
         return {};
@@ -178,7 +193,9 @@ private:
         Error transport = last_transport_error_;
         last_transport_error_ = {};
         Error e = detail::mbed::describe_tls_failure(
-            {ret, mbedtls_ssl_get_verify_result(&ssl_), alert, transport, params_.server_name}, msg_);
+            {ret, mbedtls_ssl_get_verify_result(&ssl_), alert, transport, params_.server_name,
+             ssl_.state > MBEDTLS_SSL_SERVER_HELLO},
+            msg_);
         if (e.code == Errc::tls_signing_failed && ref_.last_error.code != Errc{}) {
             std::size_t n = std::strlen(msg_.data());
             std::snprintf(msg_.data() + n, msg_.size() - n, ": %s", describe(ref_.last_error.code));
@@ -401,7 +418,8 @@ private:
     std::array<std::array<char, 64>, Config::max_alpn> alpn_names_{};
     std::array<const char*, Config::max_alpn + 1> alpn_{};
     std::array<char, 256> msg_{};
-    bool configured_ = false, connected_ = false, used_ = false, resumed_ = false, have_saved_ = false;
+    bool configured_ = false, connected_ = false, used_ = false, resumed_ = false, have_saved_ = false,
+         close_queued_ = false;
 };
 
 }  // namespace p11tls

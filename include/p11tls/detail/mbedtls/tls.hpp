@@ -50,6 +50,7 @@ struct TlsFailure {
     int alert;                      ///< fatal alert received from the peer, or -1
     Error transport;                ///< the transport's last error, if it caused the failure
     std::string_view server_name;
+    bool suite_agreed = false;      ///< the ServerHello was processed (a cipher suite was chosen)
 };
 [[nodiscard]] Error describe_tls_failure(const TlsFailure& f, std::span<char> msg) noexcept;
 
