@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // TlsSession against a plain-mbedTLS server in the same thread, over a MemoryPipe: client keys
 // live in a SoftToken, every handshake signature is a token call, every failure has a reason.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -656,6 +657,64 @@ TEST_CASE("a server whose CA list lacks our issuer refuses us with a clear messa
     CHECK(o.client == Errc::tls_peer_alert);
     CHECK_THAT(c.message(), Contains("unknown_ca") && Contains("our certificate"));
     CHECK_FALSE(c->connected());
+}
+
+/// A pipe end whose peer goes away at the n-th send, like TCP after the peer's RST: before that
+/// send fails (EPIPE) the peer gets to run, e.g. to read what came before, answer and close.
+struct ResettingPipe {
+    PipeEnd end;
+    int sends_before_reset;
+    std::function<void()> peer;
+    bool reset = false;
+
+    Result<std::size_t> send(std::span<const std::byte> in) {
+        if (!reset && sends_before_reset-- == 0) {
+            reset = true;
+            peer();
+        }
+        if (reset) return fail(Errc::connection_closed);
+        return end.send(in);
+    }
+    Result<std::size_t> recv(std::span<std::byte> out) { return end.recv(out); }
+};
+static_assert(Transport<ResettingPipe>);
+
+TEST_CASE("a server that refuses our certificate and resets before our next write still gets its alert reported", "[tls]") {
+    ServerConfig sc;
+    sc.client_ca = &world().other_ca_cert;
+    MbedServer server(sc);
+    ProvisionedToken token;
+    GetrandomEntropy entropy;
+    auto tls = std::make_unique<TlsSession<TokenType, ResettingPipe, GetrandomEntropy>>(*token, entropy);
+    cfg::Credentials cred;
+    cred.key_label = "p256 key";
+    cred.cert_label = "p256 cert";
+    cfg::Params params;
+    params.server_name = server_name;
+    params.non_blocking = true;
+    REQUIRE(code(tls->configure(cred, params)) == no_error);
+    auto pipe = std::make_unique<Pipe<>>();
+    server.attach(pipe->b);
+    const bool alert = GENERATE(true, false);
+    CAPTURE(alert);
+    int server_result = 0;
+    // Sends: 1 ClientHello, 2 Certificate, 3 ClientKeyExchange: the server reads the certificate,
+    // refuses it (with or without an alert) and is gone before the third.
+    tls->attach(ResettingPipe{pipe->a, 2, [&] {
+                                  if (alert) server_result = server.handshake();
+                                  pipe->b.close();
+                              }});
+    REQUIRE(code(tls->connect()) == Errc::would_block);
+    REQUIRE(want(server.handshake()));
+    auto r = tls->connect();
+    if (alert) {
+        CHECK(server_result == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED);
+        CHECK(code(r) == Errc::tls_peer_alert);
+        CHECK_THAT(std::string(tls->error_message()), Contains("unknown_ca"));
+    } else {
+        CHECK(code(r) == Errc::connection_closed);
+        CHECK_THAT(std::string(tls->error_message()), Contains("closed"));
+    }
 }
 
 TEST_CASE("an anonymous client against a server that requires a certificate fails with a clear message", "[tls]") {

@@ -192,6 +192,15 @@ private:
             alert = ssl_.in_msg[1];
         Error transport = last_transport_error_;
         last_transport_error_ = {};
+        if (transport.code == Errc::connection_closed && ssl_.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+            // A server that refuses our certificate sends an alert and closes; the write of our
+            // next handshake message then fails (EPIPE) before mbedTLS reads that alert.
+            if (int a = pending_alert(); a >= 0) {
+                ret = MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE;
+                alert = a;
+                transport = {};
+            }
+        }
         Error e = detail::mbed::describe_tls_failure(
             {ret, mbedtls_ssl_get_verify_result(&ssl_), alert, transport, params_.server_name,
              ssl_.state > MBEDTLS_SSL_SERVER_HELLO},
@@ -202,6 +211,23 @@ private:
         }
         if (e.code != Errc::would_block) connected_ = false;
         return fail(e);
+    }
+
+    // The description of a plaintext fatal alert record waiting in the transport, or -1.
+    // mbedTLS reads records exactly, so during the handshake nothing of it is buffered yet.
+    int pending_alert() {
+        std::array<std::byte, 7> rec;  // type 21, version 3.x, length 2, level 2, description
+        std::size_t got = 0;
+        while (got < rec.size()) {
+            auto r = transport_->recv(std::span(rec).subspan(got));
+            if (!r || *r == 0) break;
+            got += *r;
+        }
+        auto at = [&](std::size_t i) { return std::to_integer<int>(rec[i]); };
+        if (got == rec.size() && at(0) == MBEDTLS_SSL_MSG_ALERT && at(1) == 3 && at(3) == 0 && at(4) == 2 &&
+            at(5) == MBEDTLS_SSL_ALERT_LEVEL_FATAL)
+            return at(6);
+        return -1;
     }
 
     // Finds objects of `cls` whose label (or id) matches, up to out.size().
