@@ -404,6 +404,26 @@ TOKEN_TEST("SO login with a read-only session open gives session_read_only_exist
     CHECK(code(t.login(ro, CKU_SO, pin(so_pin))) == Errc::session_read_only_exists);
 }
 
+TOKEN_TEST("a read-only session while the SO is logged in gives session_read_write_so_exists", "[pin]") {
+    TestType m;
+    auto& t = *m;
+    init_token(t);
+    CK_ULONG s = open_session(t);
+    REQUIRE(code(t.login(s, CKU_SO, pin(so_pin))) == no_error);
+    CHECK(code(t.open_session(CKF_SERIAL_SESSION)) == Errc::session_read_write_so_exists);
+    CHECK(code(t.open_session(CKF_SERIAL_SESSION | CKF_RW_SESSION)) == no_error);
+}
+
+TOKEN_TEST("the session table full gives session_count", "[pin]") {
+    TestType m;
+    auto& t = *m;
+    for (std::size_t i = 0; i < TestConfig::max_sessions; ++i) open_session(t, i % 2 == 0);
+    CHECK(code(t.open_session(CKF_SERIAL_SESSION)) == Errc::session_count);
+    CK_TOKEN_INFO info = info_of(t);
+    CHECK(info.ulSessionCount == TestConfig::max_sessions);
+    CHECK(info.ulRwSessionCount == TestConfig::max_sessions / 2);
+}
+
 // --- visibility and rights --------------------------------------------------------------------
 
 TOKEN_TEST("private objects are invisible to find and get_attributes before login, visible after", "[objects]") {
@@ -845,6 +865,24 @@ TOKEN_TEST("set_attributes of CKA_CLASS gives attribute_read_only and changes no
           Errc::attribute_read_only);
     CHECK(get_ulong(t, s, h, CKA_CLASS) == CKO_DATA);
     CHECK(get_bytes(t, s, h, CKA_LABEL) == to_bytes("d"));
+}
+
+TOKEN_TEST("set_attributes with an attribute given twice gives template_inconsistent and changes nothing",
+           "[objects][attributes]") {
+    TestType m;
+    init_token(*m);
+    {
+        auto& t = *m;
+        CK_ULONG s = login_user(t);
+        const CK_ULONG h = create(t, s, data_template("d"));
+        CHECK(code(t.set_attributes(s, h, Template{}.add(CKA_LABEL, "a").add(CKA_LABEL, "b"))) ==
+              Errc::template_inconsistent);
+        CHECK(get_bytes(t, s, h, CKA_LABEL) == to_bytes("d"));
+    }
+    m.reload();
+    CHECK((*m).corrupt_records() == 0);
+    CK_ULONG s = login_user(*m);
+    CHECK(find_all(*m, s, Template{}.add(CKA_LABEL, "d")).size() == 1);
 }
 
 TOKEN_TEST("CKA_SENSITIVE cannot be turned off", "[objects][attributes]") {
@@ -1423,6 +1461,28 @@ TOKEN_TEST("a corrupted object record is skipped at load and left in the store",
     // New objects get other records: the damaged one is never overwritten.
     create(*m, s, data_template("four"));
     CHECK(record_ids(m.nvm()).size() == 5);
+}
+
+TOKEN_TEST("re-initializing also erases object records that failed to load", "[persistence][pin]") {
+    TestType m;
+    init_token(*m);
+    {
+        CK_ULONG s = login_user(*m);
+        create(*m, s, ec_private_template(make_ec_key().d, "old key"));
+    }
+    auto ids = record_ids(m.nvm());
+    REQUIRE(ids.size() == 2);
+    Bytes rec(8192);
+    auto len = m.nvm().load(ids[1], as_out(rec));
+    REQUIRE(code(len) == no_error);
+    rec[0] = 'X';  // not an object record any more, but the key bytes are still in it
+    rec.resize(*len);
+    REQUIRE(code(m.nvm().store(ids[1], as_span(rec))) == no_error);
+    m.reload();
+    REQUIRE((*m).corrupt_records() == 1);
+    REQUIRE(code((*m).init_token(pin(so_pin), token_label("fresh owner"))) == no_error);
+    CHECK(record_ids(m.nvm()) == std::vector<RecordId>{0});
+    CHECK((*m).corrupt_records() == 0);
 }
 
 TEMPLATE_LIST_TEST_CASE("SoftToken: with login_required false, private objects are usable without login",

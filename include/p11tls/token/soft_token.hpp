@@ -137,6 +137,13 @@ public:
             P11TLS_TRY(nvm_.remove(o.record));
             release(o);
         }
+        // Records skipped at load (corrupt_records()) may still hold the old owner's keys.
+        std::array<RecordId, Config::max_objects + 16> ids;
+        auto n = nvm_.list(ids);
+        if (!n) return fail(n.error());
+        for (std::size_t i = 0; i < *n; ++i)
+            if (ids[i] != meta_record) P11TLS_TRY(nvm_.remove(ids[i]));
+        corrupt_ = 0;
         Meta m = meta_;
         m.initialized = true;
         m.user_pin_set = false;
@@ -328,6 +335,11 @@ public:
         token::Kind kind = token::kind_of(l);
         if (o->token && !s->rw) return fail(Errc::session_read_only);
         if (!l.flag(CKA_MODIFIABLE, true)) return fail(Errc::action_prohibited);
+        // A type given twice would be stored twice, and a record with a repeated attribute
+        // fails AttrList::valid at the next load: the object would be lost.
+        for (std::size_t i = 0; i < tmpl.size(); ++i)
+            for (std::size_t j = 0; j < i; ++j)
+                if (tmpl[j].type == tmpl[i].type) return fail(Errc::template_inconsistent);
         for (const CK_ATTRIBUTE& a : tmpl) {
             auto rule = token::rule_for(kind, a.type);
             if (!rule) return fail(Errc::attribute_type_invalid);
