@@ -287,6 +287,35 @@ TEST_CASE("Module: C_OpenSession without CKF_SERIAL_SESSION gives CKR_SESSION_PA
           CKR_SESSION_PARALLEL_NOT_SUPPORTED);
 }
 
+TEST_CASE("Module: a read-only session while the SO is logged in gives CKR_SESSION_READ_WRITE_SO_EXISTS", "[cryptoki]") {
+    Initialized m;
+    auto label = token_label("so test");
+    REQUIRE(m.f->C_InitToken(cryptoki::slot_id, utf8(so_pin), len(so_pin), reinterpret_cast<CK_UTF8CHAR*>(label.data())) ==
+            CKR_OK);
+    CK_SESSION_HANDLE rw = 0, ro = 0;
+    REQUIRE(m.f->C_OpenSession(cryptoki::slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &rw) == CKR_OK);
+    REQUIRE(m.f->C_OpenSession(cryptoki::slot_id, CKF_SERIAL_SESSION, nullptr, nullptr, &ro) == CKR_OK);
+    CHECK(m.f->C_Login(rw, CKU_SO, utf8(so_pin), len(so_pin)) == CKR_SESSION_READ_ONLY_EXISTS);
+    REQUIRE(m.f->C_CloseSession(ro) == CKR_OK);
+    REQUIRE(m.f->C_Login(rw, CKU_SO, utf8(so_pin), len(so_pin)) == CKR_OK);
+    CHECK(m.f->C_OpenSession(cryptoki::slot_id, CKF_SERIAL_SESSION, nullptr, nullptr, &ro) ==
+          CKR_SESSION_READ_WRITE_SO_EXISTS);
+}
+
+TEST_CASE("Module: C_CloseAllSessions closes every session and logs out", "[cryptoki]") {
+    Initialized m;
+    CK_SESSION_HANDLE s = user_session(m.f);
+    CK_SESSION_HANDLE other = 0;
+    REQUIRE(m.f->C_OpenSession(cryptoki::slot_id, CKF_SERIAL_SESSION, nullptr, nullptr, &other) == CKR_OK);
+    REQUIRE(m.f->C_CloseAllSessions(cryptoki::slot_id) == CKR_OK);
+    CK_SESSION_INFO info;
+    CHECK(m.f->C_GetSessionInfo(s, &info) == CKR_SESSION_HANDLE_INVALID);
+    CHECK(m.f->C_GetSessionInfo(other, &info) == CKR_SESSION_HANDLE_INVALID);
+    REQUIRE(m.f->C_OpenSession(cryptoki::slot_id, CKF_SERIAL_SESSION, nullptr, nullptr, &s) == CKR_OK);
+    REQUIRE(m.f->C_GetSessionInfo(s, &info) == CKR_OK);
+    CHECK(info.state == CKS_RO_PUBLIC_SESSION);
+}
+
 TEST_CASE("Module: C_Sign answers a length query, then signs into a buffer of that length", "[cryptoki]") {
     Initialized m;
     CK_SESSION_HANDLE s = user_session(m.f);

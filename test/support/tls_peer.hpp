@@ -70,9 +70,12 @@ struct CertRequest {
     mbedtls_pk_context* issuer_key;   ///< must hold the private key
     bool ca = false;
     int serial = 1;
+    const char* not_before = "20240101000000";
+    const char* not_after = "20440101000000";
+    mbedtls_md_type_t md = MBEDTLS_MD_SHA256;
 };
 
-/// A DER X.509 v3 certificate signed with SHA-256.
+/// A DER X.509 v3 certificate.
 inline Bytes issue(const CertRequest& req, TestRng& rng) {
     mbedtls_x509write_cert crt;
     mbedtls_x509write_crt_init(&crt);
@@ -80,13 +83,13 @@ inline Bytes issue(const CertRequest& req, TestRng& rng) {
     mbedtls_mpi_init(&sn);
     REQUIRE(mbedtls_mpi_lset(&sn, req.serial) == 0);
     mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
-    mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
+    mbedtls_x509write_crt_set_md_alg(&crt, req.md);
     mbedtls_x509write_crt_set_subject_key(&crt, req.subject_key);
     mbedtls_x509write_crt_set_issuer_key(&crt, req.issuer_key);
     REQUIRE(mbedtls_x509write_crt_set_subject_name(&crt, req.subject) == 0);
     REQUIRE(mbedtls_x509write_crt_set_issuer_name(&crt, req.issuer) == 0);
     REQUIRE(mbedtls_x509write_crt_set_serial(&crt, &sn) == 0);
-    REQUIRE(mbedtls_x509write_crt_set_validity(&crt, "20240101000000", "20440101000000") == 0);
+    REQUIRE(mbedtls_x509write_crt_set_validity(&crt, req.not_before, req.not_after) == 0);
     REQUIRE(mbedtls_x509write_crt_set_basic_constraints(&crt, req.ca ? 1 : 0, -1) == 0);
     REQUIRE(mbedtls_x509write_crt_set_key_usage(
                 &crt, req.ca ? MBEDTLS_X509_KU_KEY_CERT_SIGN | MBEDTLS_X509_KU_CRL_SIGN : MBEDTLS_X509_KU_DIGITAL_SIGNATURE) == 0);

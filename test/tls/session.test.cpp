@@ -629,6 +629,40 @@ TEST_CASE("a server certificate for another name is a host name mismatch", "[tls
     CHECK(c->token_signatures() == 0);
 }
 
+TEST_CASE("an expired or SHA-1-signed server certificate is refused with the reason", "[tls]") {
+    World& w = world();
+    CertRequest req{"CN=server.test", w.server_ec_key->get(), ca_name, w.ca_key->get(), false, 40};
+    Errc expected{};
+    std::string reason;
+    SECTION("expired") {
+        req.not_before = "20200101000000";
+        req.not_after = "20210101000000";
+        expected = Errc::tls_cert_expired;
+        reason = "expired";
+    }
+    SECTION("not yet valid") {
+        req.not_before = "20900101000000";
+        req.not_after = "20910101000000";
+        expected = Errc::tls_cert_expired;
+        reason = "not yet valid";
+    }
+    SECTION("signed with SHA-1") {
+        req.md = MBEDTLS_MD_SHA1;
+        expected = Errc::tls_untrusted;
+        reason = "refused hash";
+    }
+    const Bytes cert = issue(req, w.rng);
+    ServerConfig sc;
+    sc.cert = &cert;
+    MbedServer server(sc);
+    Client c;
+    auto pipe = std::make_unique<Pipe<>>();
+    Outcome o = connect(c, server, *pipe);
+    CHECK(o.client == expected);
+    CHECK_THAT(c.message(), Contains(reason));
+    CHECK(c->token_signatures() == 0);
+}
+
 TEST_CASE("a server offering only CBC-SHA1 suites shares no cipher suite", "[tls]") {
     static constexpr int sha1_only[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
                                         MBEDTLS_TLS_RSA_WITH_AES_128_CBC_SHA, 0};
@@ -758,6 +792,33 @@ TEST_CASE("without login the private key is not found, and the message says why 
     REQUIRE(code(c.token.token->logout(c.token.login_session)) == no_error);
     CHECK(c.configure() == Errc::tls_key_not_found);
     CHECK_THAT(c.message(), Contains("logged in"));
+}
+
+TEST_CASE("configure can be retried after a failure, e.g. once the user logged in", "[tls]") {
+    Client c;
+    REQUIRE(code(c.token.token->logout(c.token.login_session)) == no_error);
+    REQUIRE(c.configure() == Errc::tls_key_not_found);
+    REQUIRE(code(c.token.token->login(c.token.login_session, CKU_USER, pin(user_pin))) == no_error);
+    REQUIRE(c.configure() == no_error);
+    CHECK(c.message().empty());
+    MbedServer server;
+    auto pipe = std::make_unique<Pipe<>>();
+    server.attach(pipe->b);
+    c->attach(pipe->a);
+    Outcome o = run_handshake(*c, server);
+    INFO(c.message());
+    REQUIRE(o.client == no_error);
+    REQUIRE(o.server == 0);
+    // Our certificate went out once, not once per configure() call.
+    REQUIRE(server.peer_cert() != nullptr);
+    CHECK(server.peer_cert()->next == nullptr);
+    CHECK(c->token_signatures() == 1);
+    // The failed attempt left no token session behind: the login session and the TLS one.
+    auto info = c.token.token->session_info(c.token.login_session);
+    REQUIRE(code(info) == no_error);
+    CK_TOKEN_INFO ti;
+    c.token.token->token_info(ti);
+    CHECK(ti.ulSessionCount == 2);
 }
 
 TEST_CASE("a certificate label that is not in the token fails configure", "[tls]") {

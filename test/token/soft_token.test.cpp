@@ -581,6 +581,16 @@ TOKEN_TEST("the FreeRTOS object labels are ordinary labels", "[objects][freertos
     CHECK(find_all(t, s, Template{}).size() == 6);
 }
 
+TOKEN_TEST("a full object table gives token_full and changes nothing", "[objects]") {
+    TestType m;
+    auto& t = *m;
+    CK_ULONG s = open_session(t);
+    for (std::size_t i = 0; i < TestConfig::max_objects; ++i) create(t, s, data_template("filler", false));
+    CHECK(code(t.create_object(s, data_template("one too many", false))) == Errc::token_full);
+    CHECK(find_all(t, s, Template{}).size() == TestConfig::max_objects);
+    CHECK(find_all(t, s, Template{}.add(CKA_LABEL, "one too many")).empty());
+}
+
 // --- find ----------------------------------------------------------------------------------------
 
 namespace {
@@ -1123,6 +1133,30 @@ TOKEN_TEST("a key with CKA_SIGN false gives key_function_not_permitted", "[sign]
     const CK_ULONG no_sign = create(t, s, tmpl);
     CK_MECHANISM mech{CKM_ECDSA_SHA256, nullptr, 0};
     CHECK(code(t.sign_init(s, mech, no_sign)) == Errc::key_function_not_permitted);
+}
+
+TOKEN_TEST("CKA_ALLOWED_MECHANISMS limits the mechanisms a key signs with, also after a reload", "[sign]") {
+    TestType m;
+    init_token(*m);
+    {
+        CK_ULONG s = login_user(*m);
+        const CK_MECHANISM_TYPE allowed[] = {CKM_ECDSA_SHA256, CKM_ECDSA_SHA384};
+        create(*m, s, ec_private_template(make_ec_key().d, "restricted").add(CKA_ALLOWED_MECHANISMS, std::as_bytes(std::span(allowed))));
+    }
+    m.reload();
+    auto& t = *m;
+    CK_ULONG s = login_user(t);
+    const CK_ULONG key = find_by_label(t, s, "restricted");
+    CK_MECHANISM raw{CKM_ECDSA, nullptr, 0}, sha256{CKM_ECDSA_SHA256, nullptr, 0}, sha384{CKM_ECDSA_SHA384, nullptr, 0};
+    CHECK(code(t.sign_init(s, raw, key)) == Errc::mechanism_invalid);
+    CHECK(sign(t, s, sha256, key, message).size() == 64);
+    CHECK(sign(t, s, sha384, key, message).size() == 64);
+    const Bytes stored = get_bytes(t, s, key, CKA_ALLOWED_MECHANISMS);
+    REQUIRE(stored.size() == 2 * sizeof(CK_MECHANISM_TYPE));
+    CK_MECHANISM_TYPE back[2];
+    std::memcpy(back, stored.data(), sizeof back);
+    CHECK(back[0] == CKM_ECDSA_SHA256);
+    CHECK(back[1] == CKM_ECDSA_SHA384);
 }
 
 TOKEN_TEST("a second sign_init gives operation_active and keeps the first operation", "[sign]") {
