@@ -116,6 +116,17 @@ std::size_t ec_point_der(std::span<const std::byte> raw, std::span<std::byte> ou
     return raw.size() + 2;
 }
 
+mbedtls_ecp_group* EcGroups::get(Curve c) noexcept {
+    mbedtls_ecp_group& g = groups_[c == Curve::p256 ? 0 : 1];
+    if (g.id == MBEDTLS_ECP_DP_NONE &&
+        mbedtls_ecp_group_load(&g, c == Curve::p256 ? MBEDTLS_ECP_DP_SECP256R1 : MBEDTLS_ECP_DP_SECP384R1) != 0) {
+        mbedtls_ecp_group_free(&g);
+        mbedtls_ecp_group_init(&g);
+        return nullptr;
+    }
+    return &g;
+}
+
 Result<void> ec_check_private(Curve c, std::span<const std::byte> d) noexcept {
     if (d.empty() || d.size() > curve_bytes(c)) return fail(Errc::attribute_value_invalid);
     Group g;
@@ -135,17 +146,17 @@ Result<void> ec_check_public(Curve c, std::span<const std::byte> raw) noexcept {
     return ret == 0 ? Result<void>{} : fail(Errc::attribute_value_invalid, ret);
 }
 
-Result<void> ec_generate(Curve c, Rng rng, std::span<std::byte> d, std::span<std::byte> point) noexcept {
+Result<void> ec_generate(EcGroups& groups, Curve c, Rng rng, std::span<std::byte> d, std::span<std::byte> point) noexcept {
     const std::size_t cb = curve_bytes(c);
     P11TLS_ASSERT(d.size() >= cb && point.size() >= 1 + 2 * cb, "ec_generate: output too small");
-    Group g;
+    mbedtls_ecp_group* g = groups.get(c);
+    if (!g) return fail(Errc::out_of_memory);
     Mpi x;
     Point q;
     std::size_t olen = 0;
-    int ret = g.load(c);
-    if (ret == 0) ret = mbedtls_ecp_gen_keypair(&g.g, &x.m, &q.p, rng.f, rng.p);
+    int ret = mbedtls_ecp_gen_keypair(g, &x.m, &q.p, rng.f, rng.p);
     if (ret == 0) ret = mbedtls_mpi_write_binary(&x.m, u8(d), cb);
-    if (ret == 0) ret = mbedtls_ecp_point_write_binary(&g.g, &q.p, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, u8(point), point.size());
+    if (ret == 0) ret = mbedtls_ecp_point_write_binary(g, &q.p, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, u8(point), point.size());
     if (ret != 0) mbedtls_platform_zeroize(d.data(), d.size());
     return check(ret);
 }
@@ -162,16 +173,16 @@ Result<void> ec_public_from_private(Curve c, std::span<const std::byte> d, std::
     return check(ret);
 }
 
-Result<void> ec_sign(Curve c, std::span<const std::byte> d, std::span<const std::byte> hash, std::span<std::byte> sig,
-                     Rng rng) noexcept {
+Result<void> ec_sign(EcGroups& groups, Curve c, std::span<const std::byte> d, std::span<const std::byte> hash,
+                     std::span<std::byte> sig, Rng rng) noexcept {
     const std::size_t cb = curve_bytes(c);
     P11TLS_ASSERT(sig.size() >= 2 * cb, "ec_sign: signature buffer too small");
-    Group g;
+    mbedtls_ecp_group* g = groups.get(c);
+    if (!g) return fail(Errc::out_of_memory);
     Mpi x, r, s;
-    int ret = g.load(c);
-    if (ret == 0) ret = mbedtls_mpi_read_binary(&x.m, u8(d), d.size());
+    int ret = mbedtls_mpi_read_binary(&x.m, u8(d), d.size());
     if (ret == 0)
-        ret = mbedtls_ecdsa_sign_det_ext(&g.g, &r.m, &s.m, &x.m, u8(hash), hash.size(),
+        ret = mbedtls_ecdsa_sign_det_ext(g, &r.m, &s.m, &x.m, u8(hash), hash.size(),
                                          c == Curve::p256 ? MBEDTLS_MD_SHA256 : MBEDTLS_MD_SHA384, rng.f, rng.p);
     // PKCS#11 ECDSA signatures are r||s, each left-padded to the order's length.
     if (ret == 0) ret = mbedtls_mpi_write_binary(&r.m, u8(sig), cb);
@@ -179,19 +190,19 @@ Result<void> ec_sign(Curve c, std::span<const std::byte> d, std::span<const std:
     return check(ret);
 }
 
-Result<void> ec_verify(Curve c, std::span<const std::byte> raw_point, std::span<const std::byte> hash,
-                       std::span<const std::byte> sig) noexcept {
+Result<void> ec_verify(EcGroups& groups, Curve c, std::span<const std::byte> raw_point,
+                       std::span<const std::byte> hash, std::span<const std::byte> sig) noexcept {
     const std::size_t cb = curve_bytes(c);
     if (sig.size() != 2 * cb) return fail(Errc::signature_len_range);
-    Group g;
+    mbedtls_ecp_group* g = groups.get(c);
+    if (!g) return fail(Errc::out_of_memory);
     Point q;
     Mpi r, s;
-    int ret = g.load(c);
-    if (ret == 0) ret = mbedtls_ecp_point_read_binary(&g.g, &q.p, u8(raw_point), raw_point.size());
+    int ret = mbedtls_ecp_point_read_binary(g, &q.p, u8(raw_point), raw_point.size());
     if (ret == 0) ret = mbedtls_mpi_read_binary(&r.m, u8(sig), cb);
     if (ret == 0) ret = mbedtls_mpi_read_binary(&s.m, u8(sig) + cb, cb);
     if (ret != 0) return check(ret);
-    ret = mbedtls_ecdsa_verify(&g.g, u8(hash), hash.size(), &q.p, &r.m, &s.m);
+    ret = mbedtls_ecdsa_verify(g, u8(hash), hash.size(), &q.p, &r.m, &s.m);
     if (ret != 0) return fail(Errc::signature_invalid, ret);
     return {};
 }

@@ -520,9 +520,10 @@ void bench_sign(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE s, const Plan& plan, Plai
     };
     // Breakdown: the token's mbedTLS core alone (per-call group load, scalar read, sign,
     // r||s write), the bare deterministic sign on a loaded key, and the group load by itself.
+    p11tls::detail::mbed::EcGroups core_groups;
     auto core_sign = [&] {
         unsigned char sig[64];
-        auto r = p11tls::detail::mbed::ec_sign(p11tls::detail::mbed::Curve::p256, std::as_bytes(std::span(d)),
+        auto r = p11tls::detail::mbed::ec_sign(core_groups, p11tls::detail::mbed::Curve::p256, std::as_bytes(std::span(d)),
                                                std::as_bytes(std::span(digest)), std::as_writable_bytes(std::span(sig)),
                                                {&mbedtls_ctr_drbg_random, &rng.ctx});
         if (!r) die("detail::mbed::ec_sign failed");

@@ -998,7 +998,7 @@ private:
             return fail(Errc::template_inconsistent);
         std::byte d[48], point[97], der[99];
         const std::size_t cb = m::curve_bytes(*curve);
-        auto r = m::ec_generate(*curve, drbg_.rng(), std::span(d).first(cb), std::span(point).first(1 + 2 * cb));
+        auto r = m::ec_generate(groups_, *curve, drbg_.rng(), std::span(d).first(cb), std::span(point).first(1 + 2 * cb));
         if (r) {
             std::size_t n = m::ec_point_der(std::span(point).first(1 + 2 * cb), der);
             pub.add(CKA_EC_POINT, std::span(der).first(n));
@@ -1145,7 +1145,7 @@ private:
         auto get = [&](CK_ATTRIBUTE_TYPE t) { return l.find(t).value_or(std::span<const std::byte>{}); };
         if (op.mech->key_type == CKK_EC) {
             auto curve = m::curve_from_params(get(CKA_EC_PARAMS));
-            P11TLS_TRY(m::ec_sign(*curve, get(CKA_VALUE), *msg, out.first(op.sig_len), drbg_.rng()));
+            P11TLS_TRY(m::ec_sign(groups_, *curve, get(CKA_VALUE), *msg, out.first(op.sig_len), drbg_.rng()));
             return op.sig_len;
         }
         return m::rsa_sign({get(CKA_MODULUS), get(CKA_PUBLIC_EXPONENT), get(CKA_PRIVATE_EXPONENT), get(CKA_PRIME_1),
@@ -1167,7 +1167,7 @@ private:
             auto curve = m::curve_from_params(get(CKA_EC_PARAMS));
             auto raw = m::ec_point_raw(*curve, get(CKA_EC_POINT));
             if (!raw) return fail(Errc::key_handle_invalid);
-            return m::ec_verify(*curve, *raw, *msg, sig);
+            return m::ec_verify(groups_, *curve, *raw, *msg, sig);
         }
         return m::rsa_verify({get(CKA_MODULUS), get(CKA_PUBLIC_EXPONENT), {}, {}, {}}, op.rsa, *msg, sig);
     }
@@ -1190,6 +1190,7 @@ private:
     N nvm_;
     E entropy_;
     detail::mbed::Drbg<E> drbg_;
+    detail::mbed::EcGroups groups_;
     typename Config::Mutex mutex_;
     Meta meta_{};
     Who login_ = Who::none;

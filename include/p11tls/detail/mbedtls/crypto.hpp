@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 
+#include <mbedtls/ecp.h>
 #include <mbedtls/md.h>
 
 #include <p11tls/result.hpp>
@@ -32,16 +33,36 @@ enum class Curve : std::uint8_t { p256, p384 };
 /// Wraps a raw point into the DER OCTET STRING of CKA_EC_POINT; returns the length written.
 [[nodiscard]] std::size_t ec_point_der(std::span<const std::byte> raw, std::span<std::byte> out) noexcept;
 
+/// The curve groups one owner (a token) keeps loaded. mbedTLS caches the precomputed multiples
+/// of the base point in the group on first use; reloading a group for every operation rebuilds
+/// that table and costs about four ECDSA signatures. Not thread-safe: the owner serializes.
+class EcGroups {
+public:
+    EcGroups() noexcept {
+        for (auto& g : groups_) mbedtls_ecp_group_init(&g);
+    }
+    ~EcGroups() {
+        for (auto& g : groups_) mbedtls_ecp_group_free(&g);
+    }
+    EcGroups(const EcGroups&) = delete;
+    EcGroups& operator=(const EcGroups&) = delete;
+    /// The loaded group of `c`, or nullptr if it could not be loaded (out of memory).
+    [[nodiscard]] mbedtls_ecp_group* get(Curve c) noexcept;
+
+private:
+    mbedtls_ecp_group groups_[2];
+};
+
 [[nodiscard]] Result<void> ec_check_private(Curve c, std::span<const std::byte> d) noexcept;
 [[nodiscard]] Result<void> ec_check_public(Curve c, std::span<const std::byte> raw_point) noexcept;
 /// New key pair: `d` gets curve_bytes, `point` gets 1 + 2 * curve_bytes (uncompressed).
-[[nodiscard]] Result<void> ec_generate(Curve c, Rng rng, std::span<std::byte> d, std::span<std::byte> point) noexcept;
+[[nodiscard]] Result<void> ec_generate(EcGroups& groups, Curve c, Rng rng, std::span<std::byte> d, std::span<std::byte> point) noexcept;
 /// The public point of a private scalar (uncompressed form into `point`).
 [[nodiscard]] Result<void> ec_public_from_private(Curve c, std::span<const std::byte> d, std::span<std::byte> point) noexcept;
 /// ECDSA (RFC 6979 deterministic nonce, blinded with `rng`); `sig` gets r||s, 2 * curve_bytes.
-[[nodiscard]] Result<void> ec_sign(Curve c, std::span<const std::byte> d, std::span<const std::byte> hash,
+[[nodiscard]] Result<void> ec_sign(EcGroups& groups, Curve c, std::span<const std::byte> d, std::span<const std::byte> hash,
                                    std::span<std::byte> sig, Rng rng) noexcept;
-[[nodiscard]] Result<void> ec_verify(Curve c, std::span<const std::byte> raw_point, std::span<const std::byte> hash,
+[[nodiscard]] Result<void> ec_verify(EcGroups& groups, Curve c, std::span<const std::byte> raw_point, std::span<const std::byte> hash,
                                      std::span<const std::byte> sig) noexcept;
 
 /// RSA key components, big-endian. A public key leaves d, p, q empty.
