@@ -58,9 +58,11 @@ public:
     }
 
     /// Loads the client key reference and certificates and sets up mbedTLS. Errors name what
-    /// is missing, before any byte goes to the server. Call once.
+    /// is missing, before any byte goes to the server. Call once; after a failure it may be
+    /// called again (e.g. once the user logged in).
     [[nodiscard]] Result<void> configure(const tls::Credentials& cred, const tls::Params& params) {
         if (configured_) return error(Errc::tls_config, "configure() called twice");
+        reset_configuration();
         if (params.server_name.empty() || params.server_name.size() >= server_name_.size())
             return error(Errc::tls_config, "a server name is required (SNI and certificate check)");
         std::memcpy(server_name_.data(), params.server_name.data(), params.server_name.size());
@@ -211,6 +213,24 @@ private:
         }
         if (e.code != Errc::would_block) connected_ = false;
         return fail(e);
+    }
+
+    // Drops what a failed configure() left behind (certificates parsed, a token session).
+    void reset_configuration() noexcept {
+        msg_[0] = '\0';
+        if (token_session_) (void)token_.close_session(*token_session_);
+        token_session_.reset();
+        mbedtls_ssl_free(&ssl_);
+        mbedtls_ssl_init(&ssl_);
+        mbedtls_ssl_config_free(&conf_);
+        mbedtls_ssl_config_init(&conf_);
+        mbedtls_x509_crt_free(&ca_);
+        mbedtls_x509_crt_init(&ca_);
+        mbedtls_x509_crt_free(&own_);
+        mbedtls_x509_crt_init(&own_);
+        mbedtls_pk_free(&key_);
+        mbedtls_pk_init(&key_);
+        ref_ = {};
     }
 
     // The description of a plaintext fatal alert record waiting in the transport, or -1.
