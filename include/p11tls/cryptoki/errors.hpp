@@ -70,7 +70,7 @@ namespace p11tls::cryptoki {
 /// The Errc a CK_RV from an external module stands for (used by ModuleToken).
 [[nodiscard]] constexpr Errc from_ckr(CK_RV rv) noexcept {
     constexpr Errc all[] = {
-        Errc::invalid_argument, Errc::buffer_too_small, Errc::out_of_memory, Errc::crypto_failed,
+        Errc::invalid_argument, Errc::buffer_too_small, Errc::out_of_memory, Errc::crypto_failed, Errc::bad_encoding,
         Errc::not_initialized, Errc::already_initialized, Errc::slot_invalid, Errc::session_handle_invalid,
         Errc::session_count, Errc::session_read_only, Errc::session_read_only_exists, Errc::session_exists,
         Errc::object_handle_invalid, Errc::key_handle_invalid, Errc::attribute_type_invalid,
