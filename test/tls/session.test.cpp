@@ -764,6 +764,23 @@ TEST_CASE("an anonymous client against a server that requires a certificate fail
     CHECK_THAT(c.message(), Contains("handshake_failure") && Contains("client certificate"));
 }
 
+TEST_CASE("a token that cannot sign fails the handshake with the token's reason", "[tls]") {
+    MbedServer server;
+    Client c;
+    REQUIRE(c.configure() == no_error);
+    // Logged out between configure() and connect(): the key handle is known, signing is refused.
+    REQUIRE(code(c.token.token->logout(c.token.login_session)) == no_error);
+    auto pipe = std::make_unique<Pipe<>>();
+    server.attach(pipe->b);
+    c->attach(pipe->a);
+    Outcome o = run_handshake(*c, server);
+    CHECK(o.client == Errc::tls_signing_failed);
+    // The token's own reason follows (SoftToken hides private objects from a logged-out user).
+    CHECK_THAT(c.message(), Contains("token could not sign the handshake: ") &&
+                                (Contains(describe(Errc::user_not_logged_in)) || Contains(describe(Errc::key_handle_invalid))));
+    CHECK(c->token_signatures() == 0);
+}
+
 // --- configuration errors come before any byte is sent --------------------------------------
 
 bool pipe_empty(const Pipe<>& p) { return p.a_to_b.size() == 0 && p.b_to_a.size() == 0; }
