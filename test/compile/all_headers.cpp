@@ -24,3 +24,4 @@ template class p11tls::SoftToken<p11tls::RamNvm<>, p11tls::GetrandomEntropy>;
 #include <p11tls/tls/session.hpp>
 template class p11tls::TlsSession<p11tls::board::Token, p11tls::PosixTcp, p11tls::board::Entropy>;
 static_assert(p11tls::TlsStream<p11tls::TlsSession<p11tls::board::Token, p11tls::PosixTcp, p11tls::board::Entropy>>);
+#include <p11tls/mqtt/client.hpp>
