@@ -631,36 +631,36 @@ TEST_CASE("a server certificate for another name is a host name mismatch", "[tls
 
 TEST_CASE("an expired or SHA-1-signed server certificate is refused with the reason", "[tls]") {
     World& w = world();
-    CertRequest req{"CN=server.test", w.server_ec_key->get(), ca_name, w.ca_key->get(), false, 40};
-    Errc expected{};
-    std::string reason;
-    SECTION("expired") {
-        req.not_before = "20200101000000";
-        req.not_after = "20210101000000";
-        expected = Errc::tls_cert_expired;
-        reason = "expired";
+    struct Case {
+        const char* what;
+        const char* not_before;
+        const char* not_after;
+        mbedtls_md_type_t md;
+        Errc expected;
+        const char* reason;
+    };
+    const Case cases[] = {
+        {"expired", "20200101000000", "20210101000000", MBEDTLS_MD_SHA256, Errc::tls_cert_expired, "expired"},
+        {"not yet valid", "20900101000000", "20910101000000", MBEDTLS_MD_SHA256, Errc::tls_cert_expired, "not yet valid"},
+        {"signed with SHA-1", "20240101000000", "20440101000000", MBEDTLS_MD_SHA1, Errc::tls_untrusted, "refused hash"},
+    };
+    for (const Case& k : cases) {
+        INFO(k.what);
+        CertRequest req{"CN=server.test", w.server_ec_key->get(), ca_name, w.ca_key->get(), false, 40};
+        req.not_before = k.not_before;
+        req.not_after = k.not_after;
+        req.md = k.md;
+        const Bytes cert = issue(req, w.rng);
+        ServerConfig sc;
+        sc.cert = &cert;
+        MbedServer server(sc);
+        Client c;
+        auto pipe = std::make_unique<Pipe<>>();
+        Outcome o = connect(c, server, *pipe);
+        CHECK(o.client == k.expected);
+        CHECK_THAT(c.message(), Contains(k.reason));
+        CHECK(c->token_signatures() == 0);
     }
-    SECTION("not yet valid") {
-        req.not_before = "20900101000000";
-        req.not_after = "20910101000000";
-        expected = Errc::tls_cert_expired;
-        reason = "not yet valid";
-    }
-    SECTION("signed with SHA-1") {
-        req.md = MBEDTLS_MD_SHA1;
-        expected = Errc::tls_untrusted;
-        reason = "refused hash";
-    }
-    const Bytes cert = issue(req, w.rng);
-    ServerConfig sc;
-    sc.cert = &cert;
-    MbedServer server(sc);
-    Client c;
-    auto pipe = std::make_unique<Pipe<>>();
-    Outcome o = connect(c, server, *pipe);
-    CHECK(o.client == expected);
-    CHECK_THAT(c.message(), Contains(reason));
-    CHECK(c->token_signatures() == 0);
 }
 
 TEST_CASE("a server offering only CBC-SHA1 suites shares no cipher suite", "[tls]") {
