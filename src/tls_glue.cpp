@@ -218,7 +218,9 @@ void verify_text(std::uint32_t flags, std::string_view name, std::span<char> msg
         {MBEDTLS_X509_BADCERT_SKIP_VERIFY, "verification skipped"},
         {MBEDTLS_X509_BADCERT_OTHER, "other error"},
     };
-    int n = std::snprintf(msg.data(), msg.size(), "server certificate not trusted:");
+    // A name mismatch alone is named as such; anything else means the chain is not trusted.
+    const bool name_only = (flags & ~static_cast<std::uint32_t>(MBEDTLS_X509_BADCERT_CN_MISMATCH)) == 0;
+    int n = std::snprintf(msg.data(), msg.size(), name_only ? "server certificate name mismatch:" : "server certificate not trusted:");
     bool first = true;
     for (const Flag& f : table) {
         if (!(flags & f.bit) || n < 0 || static_cast<std::size_t>(n) >= msg.size()) continue;
