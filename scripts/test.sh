@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# The whole test suite, set-up included: unit tests and the integration tests that drive
-# pkcs11-tool, p11tool and OpenSSL against the built module.
+# The whole test suite, set-up included:
+#   1. unit tests and the integration tests that drive pkcs11-tool, p11tool, OpenSSL (engine,
+#      s_server), mosquitto and SoftHSMv2 against the built module and TLS client;
+#   2. the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (token, Cryptoki
+#      module, TLS session with its negative paths: bad peers, bad certificates, failing entropy);
+#   3. the main demo end to end (scripts/demo.sh).
+# Extra arguments go to the first `meson test` (e.g. a test name or --suite integration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== 1/3 build and run the test suite =="
 scripts/setup.sh build
 meson test -C build --print-errorlogs "$@"
+
+echo "== 2/3 unit tests under ASan + UBSan =="
+if [ -f build-asan/build.ninja ]; then
+  meson setup --reconfigure build-asan >/dev/null
+else
+  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dintegration_tests=false >/dev/null
+fi
+ninja -C build-asan test/unit-tests
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-asan --print-errorlogs unit
+
+echo "== 3/3 the main demo =="
+bash scripts/demo.sh build
