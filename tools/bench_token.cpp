@@ -42,159 +42,20 @@
 #include <p11tls/nvm/ram_nvm.hpp>
 #include <p11tls/token/template.hpp>
 
-#include "bench_build.h"
+#include "bench_common.hpp"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace p11tls::bench;
 
-// --- failure handling and the scratch directory ---------------------------------------------
-
-std::string scratch_dir;  // mkdtemp directory: the host token's store and the plain cert store
-
-void remove_scratch() {
-    if (scratch_dir.empty()) return;
-    std::error_code ec;
-    std::filesystem::remove_all(scratch_dir, ec);
-    scratch_dir.clear();
-}
-
-[[noreturn]] void die(std::string_view what) {
-    fmt::print(stderr, "p11tls-bench-token: {}\n", what);
-    std::exit(1);  // runs remove_scratch (atexit)
-}
+// --- failure handling ----------------------------------------------------------------------
 
 void ck(CK_RV rv, const char* what) {
     if (rv != CKR_OK) [[unlikely]]
         die(fmt::format("{} failed with CKR 0x{:08x}", what, rv));
 }
 
-void mb(int ret, const char* what) {
-    if (ret != 0) [[unlikely]] {
-        char buf[160];
-        mbedtls_strerror(ret, buf, sizeof buf);
-        die(fmt::format("{} failed: mbedTLS -0x{:04x} ({})", what, -ret, buf));
-    }
-}
-
-// Keeps the compiler from dropping or hoisting work whose result is otherwise unused.
-void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
-
-// --- timing ---------------------------------------------------------------------------------
-
-struct Plan {
-    int warmup;     // operations before measuring
-    int batches;    // figure = median over batches
-    int per_batch;  // operations per batch
-};
-
-double to_us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-// An operation either returns nothing (the whole batch is timed) or the Clock::duration of its
-// own timed part, so setup and cleanup (destroying a generated key) stay out of the figure.
-template <class Op>
-double batch_us(Op& op, int n) {
-    if constexpr (std::is_void_v<std::invoke_result_t<Op&>>) {
-        const auto t0 = Clock::now();
-        for (int i = 0; i < n; ++i) op();
-        return to_us(Clock::now() - t0) / n;
-    } else {
-        Clock::duration total{};
-        for (int i = 0; i < n; ++i) total += op();
-        return to_us(total) / n;
-    }
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const std::size_t m = v.size() / 2;
-    return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
-using Batch = std::function<double(int)>;  // runs n operations, returns microseconds per op
-
-template <class Op>
-Batch batch(Op& op) {
-    return [&op](int n) { return batch_us(op, n); };
-}
-
-// Runs the operations' batches interleaved, starting with a different one each round so drift
-// in clock speed or cache state hits all alike; returns each one's batch times.
-std::vector<std::vector<double>> measure_batches(const Plan& p, const std::vector<Batch>& ops) {
-    if (p.warmup > 0)
-        for (const Batch& b : ops) (void)b(p.warmup);
-    std::vector<std::vector<double>> t(ops.size());
-    for (int k = 0; k < p.batches; ++k)
-        for (std::size_t j = 0; j < ops.size(); ++j) {
-            const std::size_t i = (j + static_cast<std::size_t>(k)) % ops.size();
-            t[i].push_back(ops[i](p.per_batch));
-        }
-    return t;
-}
-
-// Each operation's median batch time.
-std::vector<double> measure(const Plan& p, const std::vector<Batch>& ops) {
-    std::vector<double> med;
-    for (auto& v : measure_batches(p, ops)) med.push_back(median(std::move(v)));
-    return med;
-}
-
-// Interquartile range of the samples as a percentage of their median.
-double iqr_pct(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    auto at = [&](double q) { return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5)]; };
-    return (at(0.75) - at(0.25)) / median(v) * 100;
-}
-
-void print_us(std::string_view name, double us) { fmt::print("{}={:.2f}\n", name, us); }
-void print_ratio(std::string_view name, double r) { fmt::print("{}={:.3f}\n", name, r); }
-void print_plan(std::string_view name, const Plan& p) {
-    fmt::print("{}_plan={} warmup, median of {} batches x {}\n", name, p.warmup, p.batches, p.per_batch);
-}
-
 // --- plain mbedTLS helpers ------------------------------------------------------------------
-
-// The plain side's random generator: CTR_DRBG over mbedTLS's default entropy sources, the
-// same construction the token uses over its Entropy policy.
-struct PlainDrbg {
-    mbedtls_entropy_context entropy;
-    mbedtls_ctr_drbg_context ctx;
-    PlainDrbg() {
-        mbedtls_entropy_init(&entropy);
-        mbedtls_ctr_drbg_init(&ctx);
-        static constexpr unsigned char personal[] = "p11tls-bench plain";
-        mb(mbedtls_ctr_drbg_seed(&ctx, mbedtls_entropy_func, &entropy, personal, sizeof personal), "ctr_drbg_seed");
-    }
-    ~PlainDrbg() {
-        mbedtls_ctr_drbg_free(&ctx);
-        mbedtls_entropy_free(&entropy);
-    }
-    PlainDrbg(const PlainDrbg&) = delete;
-    PlainDrbg& operator=(const PlainDrbg&) = delete;
-};
-
-struct Pk {
-    mbedtls_pk_context pk;
-    Pk() { mbedtls_pk_init(&pk); }
-    ~Pk() { mbedtls_pk_free(&pk); }
-    Pk(const Pk&) = delete;
-    Pk& operator=(const Pk&) = delete;
-    mbedtls_ecp_keypair& ec() { return *mbedtls_pk_ec(pk); }
-};
-
-// A P-256 key in a pk context: from a scalar, or fresh when `d` is empty. MBEDTLS_PK_ECKEY is
-// what mbedtls_pk_parse_key gives; MBEDTLS_PK_ECDSA signs on its own group instead of a copy.
-void load_ec_key(Pk& key, std::span<const unsigned char> d, PlainDrbg& rng, mbedtls_pk_type_t type = MBEDTLS_PK_ECKEY) {
-    mb(mbedtls_pk_setup(&key.pk, mbedtls_pk_info_from_type(type)), "pk_setup");
-    if (d.empty()) {
-        mb(mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, &key.ec(), mbedtls_ctr_drbg_random, &rng.ctx), "ecp_gen_key");
-        return;
-    }
-    auto& kp = key.ec();
-    mb(mbedtls_ecp_group_load(&kp.grp, MBEDTLS_ECP_DP_SECP256R1), "ecp_group_load");
-    mb(mbedtls_mpi_read_binary(&kp.d, d.data(), d.size()), "mpi_read_binary");
-    mb(mbedtls_ecp_mul(&kp.grp, &kp.Q, &kp.d, &kp.grp.G, mbedtls_ctr_drbg_random, &rng.ctx), "ecp_mul");
-}
 
 // A self-signed X.509 v3 certificate (DER) with a realistic device subject and extensions.
 std::vector<unsigned char> make_cert(Pk& key, int index, PlainDrbg& rng) {
@@ -403,59 +264,9 @@ CK_OBJECT_HANDLE create_data(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE s, const std
 
 // --- configuration report -------------------------------------------------------------------
 
-std::string fs_type(const std::string& path) {
-    struct statfs st {};
-    if (::statfs(path.c_str(), &st) != 0) return "unknown";
-    switch (static_cast<unsigned long>(st.f_type)) {
-    case 0xEF53: return "ext4";
-    case 0x01021994: return "tmpfs";
-    case 0x794C7630: return "overlayfs";
-    case 0x58465342: return "xfs";
-    case 0x9123683E: return "btrfs";
-    default: return fmt::format("0x{:x}", static_cast<unsigned long>(st.f_type));
-    }
-}
-
-// The 1-minute load average: other work on the machine skews wall-clock figures.
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string first;
-    return in >> first ? first : "unknown";
-}
-
-std::string cpu_model() {
-    std::ifstream in("/proc/cpuinfo");
-    for (std::string line; std::getline(in, line);)
-        if (line.rfind("model name", 0) == 0) {
-            auto p = line.find(':');
-            return p == std::string::npos ? line : line.substr(p + 2);
-        }
-    return "unknown";
-}
-
 void print_config(bool quick, const std::string& parent) {
     using Config = p11tls::board::TokenConfig;
-    char mbed[32];
-    mbedtls_version_get_string(mbed);
-    fmt::print("bench_board={}\n", p11tls::board::name);
-    fmt::print("bench_mode={}\n", quick ? "quick" : "normal");
-    fmt::print("bench_build={}\n", P11TLS_BENCH_BUILDTYPE);
-    fmt::print("bench_cxx={} {}\n", P11TLS_BENCH_CXX_ID, __VERSION__);
-    fmt::print("bench_cxxflags={}\n", P11TLS_BENCH_CXXFLAGS);
-#ifdef __OPTIMIZE__
-    fmt::print("bench_optimized=1\n");
-#else
-    fmt::print("bench_optimized=0\n");
-#endif
-#ifdef P11TLS_NO_ASSERT
-    fmt::print("bench_assertions=0\n");
-#else
-    fmt::print("bench_assertions=1\n");
-#endif
-    fmt::print("bench_mbedtls={} (system library)\n", mbed);
-    fmt::print("bench_cpu={}\n", cpu_model());
-    fmt::print("bench_cpus_online={}\n", ::sysconf(_SC_NPROCESSORS_ONLN));
-    fmt::print("bench_loadavg_start={}\n", load_average());
+    print_build_config(quick);
     fmt::print("bench_store_fs={} ({})\n", fs_type(parent), parent);
     fmt::print("token_api=PKCS#11 C ABI: cryptoki::Module<Provider>::function_list()\n");
     fmt::print("token_sign_keygen_create=board::Token = SoftToken<FileNvm, GetrandomEntropy, board::TokenConfig>\n");
@@ -783,6 +594,7 @@ void usage(std::FILE* to) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    program = "p11tls-bench-token";
     bool quick = false;
     std::string only;
     int rsa_runs = 0;
