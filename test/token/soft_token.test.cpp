@@ -1519,6 +1519,23 @@ TOKEN_TEST("re-initializing also erases object records that failed to load", "[p
     CHECK((*m).corrupt_records() == 0);
 }
 
+TOKEN_TEST("records in the board's id range are neither loaded nor erased by the token", "[persistence]") {
+    TestType m;
+    init_token(*m);
+    const RecordId seed = std::remove_reference_t<decltype(*m)>::first_platform_record + 7;
+    const Bytes board_data{0xB0, 0xA4, 0xD0};
+    REQUIRE(code(m.nvm().store(seed, as_span(board_data))) == no_error);
+    m.reload();
+    CHECK((*m).corrupt_records() == 0);
+    REQUIRE(code((*m).init_token(pin(so_pin), token_label("fresh owner"))) == no_error);
+    CHECK(record_ids(m.nvm()) == std::vector<RecordId>{0, seed});
+    Bytes after(16);
+    auto len = m.nvm().load(seed, as_out(after));
+    REQUIRE(code(len) == no_error);
+    after.resize(*len);
+    CHECK(after == board_data);
+}
+
 TEMPLATE_LIST_TEST_CASE("SoftToken: with login_required false, private objects are usable without login",
                         "[token][freertos]", NoLoginTokenModels) {
     TestType m;

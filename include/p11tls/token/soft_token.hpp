@@ -52,6 +52,9 @@ public:
     using Handle = CK_ULONG;
     using config = Config;
     static constexpr RecordId meta_record = 0;
+    /// Record ids from here up belong to the board (entropy seed, ...): the token neither loads
+    /// nor erases them, so a board may keep its own records in the token's Nvm.
+    static constexpr RecordId first_platform_record = 0x80000000u;
 
     SoftToken(N nvm, E entropy) noexcept : nvm_(std::move(nvm)), entropy_(std::move(entropy)), drbg_(entropy_) {}
     SoftToken(const SoftToken&) = delete;
@@ -142,7 +145,7 @@ public:
         auto n = nvm_.list(ids);
         if (!n) return fail(n.error());
         for (std::size_t i = 0; i < *n; ++i)
-            if (ids[i] != meta_record) P11TLS_TRY(nvm_.remove(ids[i]));
+            if (ids[i] != meta_record && ids[i] < first_platform_record) P11TLS_TRY(nvm_.remove(ids[i]));
         corrupt_ = 0;
         Meta m = meta_;
         m.initialized = true;
@@ -814,7 +817,7 @@ private:
         auto n = nvm_.list(ids);
         if (!n) return fail(n.error() == Error{Errc::buffer_too_small} ? Errc::token_full : n.error().code);
         for (std::size_t i = 0; i < *n; ++i) {
-            if (ids[i] == meta_record) continue;
+            if (ids[i] == meta_record || ids[i] >= first_platform_record) continue;
             Object* o = free_object();
             if (!o) return fail(Errc::token_full);
             auto len = nvm_.load(ids[i], scratch_);
