@@ -17,17 +17,23 @@ namespace p11tls::detail::mbed {
 
 namespace {
 
+// The pk context is a TokenKeyRef (TLS) or a TokenPublicKey (public half in software); the
+// callbacks are instantiated for each through how they find the TokenKeyRef.
+using RefOf = TokenKeyRef& (*)(void* ctx);
 TokenKeyRef& ref_of(void* ctx) { return *static_cast<TokenKeyRef*>(ctx); }
+TokenKeyRef& public_ref_of(void* ctx) { return *static_cast<TokenPublicKey*>(ctx)->ref; }
 std::span<const std::byte> bytes(const unsigned char* p, std::size_t n) { return {reinterpret_cast<const std::byte*>(p), n}; }
 
-std::size_t bitlen(const void* ctx) { return static_cast<const TokenKeyRef*>(ctx)->bits; }
+template <RefOf Ref>
+std::size_t bitlen(const void* ctx) { return Ref(const_cast<void*>(ctx)).bits; }
 int can_do_ec(mbedtls_pk_type_t t) { return t == MBEDTLS_PK_ECKEY || t == MBEDTLS_PK_ECDSA; }
 int can_do_rsa(mbedtls_pk_type_t t) { return t == MBEDTLS_PK_RSA; }
 void no_free(void*) {}
 
+template <RefOf Ref>
 int sign_ec(void* ctx, mbedtls_md_type_t, const unsigned char* hash, std::size_t hash_len, unsigned char* sig,
             std::size_t* sig_len, int (*)(void*, unsigned char*, std::size_t), void*) {
-    TokenKeyRef& ref = ref_of(ctx);
+    TokenKeyRef& ref = Ref(ctx);
     std::byte rs[2 * 66];
     auto n = ref.sign(ref.token, ref.session, ref.key, CKM_ECDSA, bytes(hash, hash_len), std::span<std::byte>(rs));
     if (!n) {
@@ -42,9 +48,10 @@ int sign_ec(void* ctx, mbedtls_md_type_t, const unsigned char* hash, std::size_t
 }
 
 // PKCS#1 v1.5 over DigestInfo(md, hash): the token's CKM_RSA_PKCS adds only the padding.
+template <RefOf Ref>
 int sign_rsa(void* ctx, mbedtls_md_type_t md, const unsigned char* hash, std::size_t hash_len, unsigned char* sig,
              std::size_t* sig_len, int (*)(void*, unsigned char*, std::size_t), void*) {
-    TokenKeyRef& ref = ref_of(ctx);
+    TokenKeyRef& ref = Ref(ctx);
     unsigned char info[19 + 64];
     std::size_t info_len = 0;
     if (md == MBEDTLS_MD_NONE) {
@@ -87,10 +94,10 @@ int sign_rsa(void* ctx, mbedtls_md_type_t md, const unsigned char* hash, std::si
 const mbedtls_pk_info_t token_ec_info = {
     .type = MBEDTLS_PK_ECKEY,
     .name = "p11tls token EC",
-    .get_bitlen = bitlen,
+    .get_bitlen = bitlen<ref_of>,
     .can_do = can_do_ec,
     .verify_func = nullptr,
-    .sign_func = sign_ec,
+    .sign_func = sign_ec<ref_of>,
     .decrypt_func = nullptr,
     .encrypt_func = nullptr,
     .check_pair_func = nullptr,
@@ -101,10 +108,40 @@ const mbedtls_pk_info_t token_ec_info = {
 const mbedtls_pk_info_t token_rsa_info = {
     .type = MBEDTLS_PK_RSA_ALT,
     .name = "p11tls token RSA",
-    .get_bitlen = bitlen,
+    .get_bitlen = bitlen<ref_of>,
     .can_do = can_do_rsa,
     .verify_func = nullptr,
-    .sign_func = sign_rsa,
+    .sign_func = sign_rsa<ref_of>,
+    .decrypt_func = nullptr,
+    .encrypt_func = nullptr,
+    .check_pair_func = nullptr,
+    .ctx_alloc_func = nullptr,
+    .ctx_free_func = no_free,
+    .debug_func = nullptr,
+};
+
+// With the public half in software: the types mbedtls_pk_write_pubkey understands.
+const mbedtls_pk_info_t token_ec_public_info = {
+    .type = MBEDTLS_PK_ECKEY,
+    .name = "p11tls token EC",
+    .get_bitlen = bitlen<public_ref_of>,
+    .can_do = can_do_ec,
+    .verify_func = nullptr,
+    .sign_func = sign_ec<public_ref_of>,
+    .decrypt_func = nullptr,
+    .encrypt_func = nullptr,
+    .check_pair_func = nullptr,
+    .ctx_alloc_func = nullptr,
+    .ctx_free_func = no_free,
+    .debug_func = nullptr,
+};
+const mbedtls_pk_info_t token_rsa_public_info = {
+    .type = MBEDTLS_PK_RSA,
+    .name = "p11tls token RSA",
+    .get_bitlen = bitlen<public_ref_of>,
+    .can_do = can_do_rsa,
+    .verify_func = nullptr,
+    .sign_func = sign_rsa<public_ref_of>,
     .decrypt_func = nullptr,
     .encrypt_func = nullptr,
     .check_pair_func = nullptr,
@@ -132,6 +169,11 @@ std::size_t der_integer(std::span<const std::byte> v, unsigned char* out) {
 void token_pk_setup(mbedtls_pk_context& pk, TokenKeyRef& ref) noexcept {
     pk.pk_info = ref.key_type == CKK_EC ? &token_ec_info : &token_rsa_info;
     pk.pk_ctx = &ref;
+}
+
+void token_pk_setup(mbedtls_pk_context& pk, TokenPublicKey& key) noexcept {
+    pk.pk_info = key.ref->key_type == CKK_EC ? &token_ec_public_info : &token_rsa_public_info;
+    pk.pk_ctx = &key;
 }
 
 std::size_t ecdsa_raw_to_der(std::span<const std::byte> rs, std::span<std::byte> out) noexcept {

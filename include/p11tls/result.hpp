@@ -91,6 +91,12 @@ enum class Errc : std::uint16_t {
     tls_handshake_failed = 0x050c,
     tls_signing_failed = 0x050d,
     tls_not_connected = 0x050e,
+    // provision 0x06xx (tls_key_cert_mismatch also serves a certificate import)
+    object_exists = 0x0601,
+    object_not_found = 0x0602,
+    object_ambiguous = 0x0603,
+    unsupported_key = 0x0604,
+    not_a_ca = 0x0605,
 };
 
 /// A short English description of `e`, for people (CLI, logs); never contains secrets.
@@ -169,6 +175,11 @@ enum class Errc : std::uint16_t {
     case Errc::tls_signing_failed: return "token could not sign the handshake";
     case Errc::tls_not_connected: return "TLS session not connected";
     case Errc::session_read_write_so_exists: return "the security officer is logged in (read-only session refused)";
+    case Errc::object_exists: return "an object with that label already exists";
+    case Errc::object_not_found: return "no such object in the token";
+    case Errc::object_ambiguous: return "more than one object matches; name it by id";
+    case Errc::unsupported_key: return "key type or size not supported (EC P-256/P-384, RSA 2048-4096)";
+    case Errc::not_a_ca: return "certificate is not a CA certificate (basicConstraints CA:TRUE)";
     }
     return "unknown error";
 }

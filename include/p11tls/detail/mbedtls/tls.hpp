@@ -28,10 +28,38 @@ struct TokenKeyRef {
     Error last_error{};          ///< the token's error when a signature failed
 };
 
+/// A TokenKeyRef::sign for any Token type `Tok` (`token` points at a Tok): a single-part
+/// C_SignInit + C_Sign with no mechanism parameter.
+template <class Tok>
+Result<std::size_t> token_sign(void* token, CK_ULONG session, CK_ULONG key, CK_MECHANISM_TYPE mech,
+                               std::span<const std::byte> in, std::span<std::byte> out) {
+    Tok& t = *static_cast<Tok*>(token);
+    CK_MECHANISM m{mech, nullptr, 0};
+    P11TLS_TRY(t.sign_init(session, m, key));
+    return t.sign(session, in, out);
+}
+
 /// Makes `pk` (initialised, empty) use `ref`'s key. `ref` must outlive `pk`. The ECDSA r||s
 /// from the token is re-encoded as the DER mbedTLS expects; RSA signs a DigestInfo with
 /// CKM_RSA_PKCS.
 void token_pk_setup(mbedtls_pk_context& pk, TokenKeyRef& ref) noexcept;
+
+/// A token key with its public half in mbedTLS form, for mbedTLS functions that read the
+/// public key of the pk they sign with (mbedtls_x509write_csr writes it into the request).
+/// `ec` or `rsa` (by ref->key_type) holds the public key only; it comes first because
+/// mbedtls_pk_ec / mbedtls_pk_rsa read it at the pk's context pointer. The owner initializes
+/// and frees it (see detail/mbedtls/provision.hpp).
+struct TokenPublicKey {
+    union {
+        mbedtls_ecp_keypair ec;
+        mbedtls_rsa_context rsa;
+    };
+    TokenKeyRef* ref = nullptr;
+};
+
+/// Makes `pk` (initialised, empty) sign like token_pk_setup(pk, *key.ref) and present
+/// `key`'s public key (pk type ECKEY or RSA). `key` and its ref must outlive `pk`.
+void token_pk_setup(mbedtls_pk_context& pk, TokenPublicKey& key) noexcept;
 
 /// Encodes a PKCS#11 ECDSA signature r||s (each half the same length) as DER
 /// SEQUENCE { INTEGER r, INTEGER s }, minimal integers. Returns the length, 0 if `out` is too small.
