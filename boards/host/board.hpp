@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-/// Board `host`: Linux/POSIX. Token objects in a directory (FileNvm), entropy from getrandom.
+/// Board `host`: Linux/POSIX. Token objects in a directory (FileNvm), entropy from getrandom
+/// behind the SP 800-90B health tests.
 #include <cstdlib>
 #include <memory>
 #include <string>
 
 #include <p11tls/entropy/getrandom.hpp>
+#include <p11tls/entropy/health_tested.hpp>
 #include <p11tls/nvm/file_nvm.hpp>
 #include <p11tls/token/soft_token.hpp>
 
@@ -14,7 +16,9 @@ namespace p11tls::board {
 inline constexpr const char* name = "host";
 
 using Nvm = FileNvm;
-using Entropy = GetrandomEntropy;
+// The kernel's output is conditioned and reseeded by the kernel, so no seed record: a board
+// with a hardware RNG composes NvSeeded<HealthTested<Trng>, Nvm> instead (include/p11tls/entropy/).
+using Entropy = HealthTested<GetrandomEntropy>;
 struct TokenConfig : SoftTokenConfig {};
 using Token = SoftToken<Nvm, Entropy, TokenConfig>;
 

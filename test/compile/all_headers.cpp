@@ -6,7 +6,11 @@
 #include <p11tls/concepts/token.hpp>
 #include <p11tls/cryptoki/errors.hpp>
 #include <p11tls/cryptoki/module.hpp>
+#include <p11tls/concepts/noise_source.hpp>
 #include <p11tls/entropy/getrandom.hpp>
+#include <p11tls/entropy/health_tested.hpp>
+#include <p11tls/entropy/nv_seeded.hpp>
+#include <p11tls/entropy/sim_trng.hpp>
 #include <p11tls/nvm/file_nvm.hpp>
 #include <p11tls/nvm/ram_nvm.hpp>
 #include <p11tls/result.hpp>
@@ -25,3 +29,7 @@ template class p11tls::SoftToken<p11tls::RamNvm<>, p11tls::GetrandomEntropy>;
 template class p11tls::TlsSession<p11tls::board::Token, p11tls::PosixTcp, p11tls::board::Entropy>;
 static_assert(p11tls::TlsStream<p11tls::TlsSession<p11tls::board::Token, p11tls::PosixTcp, p11tls::board::Entropy>>);
 #include <p11tls/mqtt/client.hpp>
+// The hardware-RNG composition a board names, compiled whole.
+template class p11tls::HealthTested<p11tls::SimTrng<>>;
+template class p11tls::NvSeeded<p11tls::HealthTested<p11tls::SimTrng<>>, p11tls::RamNvm<>>;
+template class p11tls::SoftToken<p11tls::RamNvm<>, p11tls::NvSeeded<p11tls::HealthTested<p11tls::SimTrng<>>, p11tls::RamNvm<>>>;

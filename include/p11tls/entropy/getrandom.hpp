@@ -5,14 +5,19 @@
 
 #include <sys/random.h>
 
-#include <p11tls/concepts/entropy.hpp>
+#include <p11tls/concepts/noise_source.hpp>
 
 namespace p11tls {
 
 /// Blocks until the kernel's pool is initialised; any other failure is an error, never a
-/// short or weak fill.
+/// short or weak fill. As a NoiseSource each byte is one sample of full entropy (the kernel
+/// conditions its inputs), so HealthTested<GetrandomEntropy> only catches gross failures
+/// (a stuck or constant output), which is what it is for.
 class GetrandomEntropy {
 public:
+    static constexpr unsigned bits_per_sample = 8;
+    static constexpr double min_entropy_per_sample = 8.0;
+
     [[nodiscard]] Result<void> fill(std::span<std::byte> out) noexcept {
         while (!out.empty()) {
             ssize_t n = ::getrandom(out.data(), out.size(), 0);
@@ -26,6 +31,6 @@ public:
     }
 };
 
-static_assert(Entropy<GetrandomEntropy>);
+static_assert(NoiseSource<GetrandomEntropy>);
 
 }  // namespace p11tls

@@ -6,6 +6,7 @@
 #include <span>
 #include <string_view>
 
+#include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
 #include <mbedtls/x509_crt.h>
@@ -60,6 +61,9 @@ struct TlsConfig {
     static constexpr std::size_t out_record_buffer = MBEDTLS_SSL_OUT_CONTENT_LEN;
     /// At most this many ALPN protocols.
     static constexpr std::size_t max_alpn = 4;
+    /// The session's DRBG reseeds from the board's Entropy after this many requests (and
+    /// before every handshake).
+    static constexpr int drbg_reseed_interval = MBEDTLS_CTR_DRBG_RESEED_INTERVAL;
 };
 
 /// Runtime parameters of a connection.

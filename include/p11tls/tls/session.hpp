@@ -72,7 +72,7 @@ public:
         params_.alpn = {};
 
         static constexpr char personal[] = "p11tls TlsSession";
-        if (auto r = drbg_.seed(std::as_bytes(std::span(personal))); !r)
+        if (auto r = drbg_.seed(std::as_bytes(std::span(personal)), Config::drbg_reseed_interval); !r)
             return error(r.error(), "entropy source failed: no TLS without fresh randomness");
         auto s = token_.open_session(CKF_SERIAL_SESSION);
         if (!s) return error(s.error(), "cannot open a token session");
@@ -110,6 +110,12 @@ public:
         if (!configured_) return error(Errc::tls_config, "configure() first");
         if (!transport_) return error(Errc::tls_not_connected, "attach() a transport first");
         if (connected_) return {};
+        // Fresh entropy for each handshake (its ECDHE key, its randoms): a source that failed
+        // since configure() stops the handshake before the ClientHello.
+        if (ssl_.state == MBEDTLS_SSL_HELLO_REQUEST) {
+            if (auto r = drbg_.reseed({}); !r)
+                return error(r.error(), "entropy source failed: no TLS handshake without fresh randomness");
+        }
         while (ssl_.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
             int ret = mbedtls_ssl_handshake_step(&ssl_);
             // mbedTLS marks the handshake resuming as soon as a session is offered; only the
@@ -189,6 +195,10 @@ private:
     }
 
     detail::Unexpected failure(int ret) {
+        if (Error e = detail::mbed::to_error(ret); e.code == Errc::entropy_failed) {
+            connected_ = false;
+            return error(e, "TLS handshake stopped: the DRBG could not reseed");
+        }
         int alert = -1;
         if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl_.in_msg && ssl_.in_msglen >= 2)
             alert = ssl_.in_msg[1];

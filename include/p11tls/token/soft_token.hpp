@@ -43,11 +43,22 @@ struct SoftTokenConfig {
     static constexpr std::size_t max_pin_len = 64;
     static constexpr const char* manufacturer = "p11tls";
     static constexpr const char* model = "SoftToken";
+    /// The DRBG reseeds from the board's Entropy after this many requests (key generation
+    /// always reseeds first).
+    static constexpr int drbg_reseed_interval = MBEDTLS_CTR_DRBG_RESEED_INTERVAL;
+    // A C++ library without threads (newlib's bare-metal libstdc++) has no std::mutex: a board
+    // for it names its Mutex (NullMutex, or its RTOS's lock); SoftToken's static_assert says so.
+#if !defined(__GLIBCXX__) || defined(_GLIBCXX_HAS_GTHREADS)
     using Mutex = std::mutex;
+#endif
 };
 
 template <Nvm N, Entropy E, class Config = SoftTokenConfig>
 class SoftToken {
+    static_assert(requires { typename Config::Mutex; },
+                  "this C++ library has no std::mutex: the token config must name a Mutex (NullMutex for "
+                  "single-threaded firmware)");
+
 public:
     using Handle = CK_ULONG;
     using config = Config;
@@ -56,7 +67,10 @@ public:
     /// nor erases them, so a board may keep its own records in the token's Nvm.
     static constexpr RecordId first_platform_record = 0x80000000u;
 
-    SoftToken(N nvm, E entropy) noexcept : nvm_(std::move(nvm)), entropy_(std::move(entropy)), drbg_(entropy_) {}
+    /// An Entropy that keeps a board record in the Nvm (NvSeeded: `bind(N&)`) gets this token's.
+    SoftToken(N nvm, E entropy) noexcept : nvm_(std::move(nvm)), entropy_(std::move(entropy)), drbg_(entropy_) {
+        if constexpr (requires { entropy_.bind(nvm_); }) entropy_.bind(nvm_);
+    }
     SoftToken(const SoftToken&) = delete;
     SoftToken& operator=(const SoftToken&) = delete;
     ~SoftToken() {
@@ -71,12 +85,14 @@ public:
     [[nodiscard]] Result<void> load() {
         std::lock_guard lock(mutex_);
         static constexpr char personal[] = "p11tls SoftToken";
-        P11TLS_TRY(drbg_.seed(std::as_bytes(std::span(personal))));
+        P11TLS_TRY(drbg_.seed(std::as_bytes(std::span(personal)), Config::drbg_reseed_interval));
         P11TLS_TRY(load_meta());
         return load_objects();
     }
 
     [[nodiscard]] N& nvm() noexcept { return nvm_; }
+    /// The token's Entropy, e.g. for the board to reset() a source whose health test failed.
+    [[nodiscard]] E& entropy() noexcept { return entropy_; }
     [[nodiscard]] std::size_t corrupt_records() const noexcept { return corrupt_; }
 
     // --- slot and token information -------------------------------------------------------
@@ -537,6 +553,9 @@ public:
         P11TLS_TRY(token::check_template(priv_kind, priv_tmpl, token::Mode::generate));
         P11TLS_TRY(check_create_rights(*s, pub_tmpl, pub_kind));
         P11TLS_TRY(check_create_rights(*s, priv_tmpl, priv_kind));
+        // Fresh entropy for every key: a source that failed since the last reseed stops key
+        // generation now, not one reseed interval later.
+        P11TLS_TRY(drbg_.reseed({}));
 
         // Both objects are built in scratch_ (public first, private after it).
         const std::size_t half = scratch_.size() / 2;

@@ -15,11 +15,31 @@ namespace p11tls::detail::mbed {
 
 /// A DRBG owned by one consumer (token, TLS session). Not movable: mbedTLS keeps pointers
 /// into it. A failing source makes seeding, reseeding and therefore every output fail.
+///
+/// The board's source is the only one: mbedtls_entropy_init() registers the system library's
+/// default sources (Debian's build: /dev/urandom as a strong source, plus HAVEGE and the
+/// cycle counter), and mbedTLS 2.28 has no call to remove a source, so the constructor empties
+/// the context's source table (a public member in 2.28) before adding the board's. Otherwise
+/// the OS would quietly mix into every seed: a weak or replaying board source would look fine
+/// in tests and be the only source on the MCU it is meant for.
 template <Entropy E>
 class Drbg {
 public:
+    /// Bytes mbedTLS must gather from the source before each seed or reseed: enough for
+    /// CTR_DRBG's entropy input (MBEDTLS_CTR_DRBG_ENTROPY_LEN bytes) plus 64 bits, at the
+    /// min-entropy per byte the source declares (8 unless it says less).
+    static constexpr std::size_t strong_threshold = [] {
+        constexpr double need = 8.0 * MBEDTLS_CTR_DRBG_ENTROPY_LEN + 64.0;
+        const double n = need / entropy_per_byte<E>;
+        auto b = static_cast<std::size_t>(n);
+        return static_cast<double>(b) < n ? b + 1 : b;
+    }();
+    // mbedtls_entropy_func gives up after 256 gathers of MBEDTLS_ENTROPY_MAX_GATHER bytes.
+    static_assert(strong_threshold <= 256 * MBEDTLS_ENTROPY_MAX_GATHER, "source declares too little entropy per byte");
+
     explicit Drbg(E& source) noexcept : source_(source) {
         mbedtls_entropy_init(&entropy_);
+        entropy_.source_count = 0;
         mbedtls_ctr_drbg_init(&drbg_);
     }
     ~Drbg() {
@@ -29,10 +49,12 @@ public:
     Drbg(const Drbg&) = delete;
     Drbg& operator=(const Drbg&) = delete;
 
-    /// Registers the source as strong and seeds. `personal` distinguishes instances.
+    /// Registers the source as the (only, strong) source and seeds. `personal` distinguishes
+    /// instances; every `reseed_interval` requests the DRBG reseeds from the source (1: every
+    /// request after the first).
     [[nodiscard]] Result<void> seed(std::span<const std::byte> personal, int reseed_interval = MBEDTLS_CTR_DRBG_RESEED_INTERVAL) noexcept {
         if (!registered_) {
-            P11TLS_TRY(check(mbedtls_entropy_add_source(&entropy_, &poll, &source_, 32,
+            P11TLS_TRY(check(mbedtls_entropy_add_source(&entropy_, &poll, &source_, strong_threshold,
                                                         MBEDTLS_ENTROPY_SOURCE_STRONG)));
             registered_ = true;
         }
@@ -69,10 +91,13 @@ public:
                             : MBEDTLS_CTR_DRBG_MAX_SEED_INPUT - MBEDTLS_CTR_DRBG_ENTROPY_LEN;
         return check(mbedtls_ctr_drbg_reseed(&drbg_, reinterpret_cast<const unsigned char*>(additional.data()), n));
     }
+    /// Sources registered with the accumulator (1 once seeded: the board's alone).
+    [[nodiscard]] int source_count() const noexcept { return entropy_.source_count; }
     /// The f_rng/p_rng pair for mbedTLS calls.
     [[nodiscard]] Rng rng() noexcept { return {&mbedtls_ctr_drbg_random, &drbg_}; }
 
-private:
+    /// The source as an mbedtls_entropy_f_source_ptr (ctx: an E*): a failed fill is
+    /// MBEDTLS_ERR_ENTROPY_SOURCE_FAILED and no bytes.
     static int poll(void* ctx, unsigned char* out, std::size_t len, std::size_t* olen) {
         *olen = 0;
         auto r = static_cast<E*>(ctx)->fill({reinterpret_cast<std::byte*>(out), len});
@@ -81,6 +106,7 @@ private:
         return 0;
     }
 
+private:
     E& source_;
     mbedtls_entropy_context entropy_;
     mbedtls_ctr_drbg_context drbg_;
