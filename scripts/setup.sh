@@ -16,6 +16,8 @@ packages=(
   libmbedtls-dev libp11-kit-dev libfmt-dev catch2
   # real peers for the integration tests and the demo
   openssl opensc gnutls-bin libengine-pkcs11-openssl softhsm2 mosquitto mosquitto-clients python3
+  # board mps2-an386: Cortex-M4 toolchain, newlib-nano, QEMU; dpkg-dev for `apt-get source mbedtls`
+  gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm dpkg-dev
 )
 
 missing=()

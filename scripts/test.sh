@@ -5,16 +5,18 @@
 #      s_server), mosquitto and SoftHSMv2 against the built module and TLS client;
 #   2. the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (token, Cryptoki
 #      module, TLS session with its negative paths: bad peers, bad certificates, failing entropy);
-#   3. the main demo end to end (scripts/demo.sh).
+#   3. the main demo end to end (scripts/demo.sh);
+#   4. board mps2-an386: the Cortex-M4 cross build (mbedTLS from Debian's source package), its
+#      target tests in QEMU and the size and cost report (tools/m4_report.sh).
 # Extra arguments go to the first `meson test` (e.g. a test name or --suite integration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== 1/3 build and run the test suite =="
+echo "== 1/4 build and run the test suite =="
 scripts/setup.sh build
 meson test -C build --print-errorlogs "$@"
 
-echo "== 2/3 unit tests under ASan + UBSan =="
+echo "== 2/4 unit tests under ASan + UBSan =="
 if [ -f build-asan/build.ninja ]; then
   meson setup --reconfigure build-asan >/dev/null
 else
@@ -24,5 +26,15 @@ ninja -C build-asan test/unit-tests
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs unit
 
-echo "== 3/3 the main demo =="
+echo "== 3/4 the main demo =="
 bash scripts/demo.sh build
+
+echo "== 4/4 board mps2-an386: cross build, target tests in QEMU, size and cost report =="
+if [ -f build-m4/build.ninja ]; then
+  meson setup --reconfigure build-m4 >/dev/null
+else
+  meson setup build-m4 --cross-file boards/mps2-an386/cross.ini -Dboard=mps2-an386 >/dev/null
+fi
+ninja -C build-m4
+meson test -C build-m4 --print-errorlogs
+bash tools/m4_report.sh build-m4

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Size and cost of p11tls on board mps2-an386 (Cortex-M4F under QEMU), against plain mbedTLS
+# with the same mbedTLS build, config and flags. Prints name=value lines.
+#   tools/m4_report.sh [BUILD_DIR]        (default build-m4; set up with the board's cross file if missing)
+#
+# Four images (tools/m4_report/), each with the same in-image TLS server and measurement harness:
+#   p11tls        TlsSession, client key in the board's SoftToken (provisioned at boot)
+#   p11tls-token  the same token provisioning and signature, no TlsSession
+#   plain         the same handshake in plain C against mbedTLS, client key parsed from a buffer
+#   server-only   the server alone
+# .text of the TLS layer = (p11tls - p11tls-token) - (plain - server-only): what TlsSession and
+# its glue add over a plain mbedTLS client. The token and its store (p11tls-token - server-only)
+# are reported separately. Instructions are the client's handshake steps only, counted by the
+# CMSDK timer under -icount shift=0 (a 25 MHz tick is 40 instructions); heap is the client's
+# mbedTLS calloc peak (requested bytes) from configuration to the end of the handshake; stack
+# is the client's high-water mark during the handshake (the server runs on another stack).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-m4}
+board=boards/mps2-an386
+
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" --cross-file "$board/cross.ini" -Dboard=mps2-an386 >/dev/null
+fi
+images=(p11tls p11tls-token plain server-only)
+targets=()
+for i in "${images[@]}"; do targets+=("tools/m4_report/m4-report-$i.elf"); done
+ninja -C "$build" "${targets[@]}" >/dev/null
+
+declare -A text data bss
+for i in "${images[@]}"; do
+  elf="$build/tools/m4_report/m4-report-$i.elf"
+  # Code and read-only data in the CODE region; .data; .bss without the heap and stacks.
+  read -r t d b < <(arm-none-eabi-size -A "$elf" | awk '
+    $1 ~ /^\.(text|ARM\.exidx|init_array|fini_array|preinit_array)$/ { t += $2 }
+    $1 == ".data" { d += $2 } $1 == ".bss" { b += $2 }
+    END { print t, d, b }')
+  text[$i]=$t data[$i]=$d bss[$i]=$b
+  key=${i//-/_}
+  echo "${key}.text=$t"
+  echo "${key}.data=$d"
+  echo "${key}.bss=$b"
+done
+
+store=0
+while read -r _ size _; do store=$((store + 16#$size)); done < <(arm-none-eabi-nm -C -S \
+  "$build/tools/m4_report/m4-report-p11tls.elf" | grep -E '^[0-9a-f]+ [0-9a-f]+ [tTwW] p11tls::(RamNvm|FlashNvm)<.*>::')
+
+declare -A run
+for i in p11tls plain; do
+  out=$("$board/run-qemu.sh" "$build/tools/m4_report/m4-report-$i.elf")
+  while IFS='=' read -r k v; do
+    [ -n "$k" ] && run[$i.$k]=$v && echo "${i}.$k=$v"
+  done <<<"$out"
+  [ -n "${run[$i.handshake_insns]:-}" ] || { echo "m4_report: image $i failed" >&2; exit 1; }
+done
+
+tls_layer=$(((text[p11tls] - text[p11tls-token]) - (text[plain] - text[server-only])))
+token=$((text[p11tls-token] - text[server-only]))
+echo "tls_layer.text=$tls_layer"
+echo "token_and_store.text=$token"
+echo "store.text=$store"
+awk -v a="${run[p11tls.handshake_insns]}" -v b="${run[plain.handshake_insns]}" \
+  'BEGIN { printf "handshake_insns.ratio=%.4f\n", a / b }'
+awk -v a="${run[p11tls.heap_peak]}" -v b="${run[plain.heap_peak]}" \
+  'BEGIN { printf "heap_peak.ratio=%.3f\n", a / b }'
+
+ok() { if "$@"; then echo yes; else echo no; fi; }
+echo "target.tls_layer_text_max=4096"
+echo "target.tls_layer_text_ok=$(ok [ "$tls_layer" -le 4096 ])"
+echo "target.handshake_insns_ratio_max=1.02"
+echo "target.handshake_insns_ratio_ok=$(ok awk -v a="${run[p11tls.handshake_insns]}" -v b="${run[plain.handshake_insns]}" 'BEGIN { exit !(a <= 1.02 * b) }')"
+echo "target.heap_peak_max=24576"
+echo "target.heap_peak_ok=$(ok [ "${run[p11tls.heap_peak]}" -le 24576 ])"
