@@ -59,6 +59,29 @@ done
 tls_layer=$(((text[p11tls] - text[p11tls-token]) - (text[plain] - text[server-only])))
 token=$((text[p11tls-token] - text[server-only]))
 echo "tls_layer.text=$tls_layer"
+# Where the TLS layer's bytes are: named code and data only in the p11tls image (not in
+# p11tls-token), by kind; the rest of tls_layer.text is unnamed (string literals, switch tables)
+# less what the plain client adds over server-only.
+python3 - "$build/tools/m4_report" <<'PY'
+import re, subprocess, sys
+def symbols(image):
+    out = subprocess.run(["arm-none-eabi-nm", "-C", "-S", f"{sys.argv[1]}/m4-report-{image}.elf"],
+                         capture_output=True, text=True, check=True).stdout
+    d = {}
+    for line in out.splitlines():
+        m = re.match(r"[0-9a-f]+ ([0-9a-f]+) ([tTwWrR]) (.*)", line)
+        if m: d[m.group(3)] = d.get(m.group(3), 0) + int(m.group(1), 16)
+    return d
+b, c = symbols("p11tls"), symbols("p11tls-token")
+kinds = {"diagnostics": r"describe|verify_text|alert_text|CSWTCH", "session": r"TlsSession<",
+         "glue": r"p11tls::detail::mbed::", "mbedtls": r"^mbedtls_|^ssl_"}
+total = dict.fromkeys(list(kinds) + ["other"], 0)
+for name, size in b.items():
+    if name in c: continue
+    kind = next((k for k, rx in kinds.items() if re.search(rx, name)), "other")
+    total[kind] += size
+for k, v in total.items(): print(f"tls_layer.named.{k}={v}")
+PY
 echo "token_and_store.text=$token"
 echo "store.text=$store"
 awk -v a="${run[p11tls.handshake_insns]}" -v b="${run[plain.handshake_insns]}" \
