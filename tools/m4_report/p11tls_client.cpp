@@ -23,6 +23,9 @@ board::Token device_token{board::Nvm{}, board::Entropy{}};
 board::Entropy tls_entropy{0x5e55'1011};
 p11tls::Pipe<8 * 1024> pipe;
 tls_server server;
+#ifndef P11TLS_REPORT_TOKEN_ONLY
+Session session(device_token, tls_entropy);  // namespace scope: no atexit registration at run time
+#endif
 
 int server_step(void*) { return tls_server_handshake(&server); }
 [[maybe_unused]] bool want(int r) { return r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE; }
@@ -75,12 +78,11 @@ int main() {
     return 0;
 #else
     measure_heap_reset_peak(MEASURE_CLIENT);
-    static Session tls(device_token, tls_entropy);
     tls::Params params;
     params.server_name = target::server_name;
     params.non_blocking = true;
-    if (auto r = tls.configure(tls::Credentials{}, params); !r) return fail(tls.error_message());
-    tls.attach(pipe.a);
+    if (auto r = session.configure(tls::Credentials{}, params); !r) return fail(session.error_message());
+    session.attach(pipe.a);
 
     measure_stack_paint();
     std::uint32_t ticks = 0;
@@ -88,7 +90,7 @@ int main() {
     for (; steps < 64 && (want(client) || want(srv)); ++steps) {
         if (want(client)) {
             const std::uint32_t t0 = measure_ticks();
-            auto r = tls.connect();
+            auto r = session.connect();
             ticks += measure_ticks() - t0;
             client = r ? 0 : r.error().code == Errc::would_block ? MBEDTLS_ERR_SSL_WANT_READ : -1;
         }
@@ -100,12 +102,12 @@ int main() {
         if (client < 0 && !want(client)) break;
     }
     const std::size_t stack = measure_stack_used();
-    if (client != 0 || srv != 0) return fail(tls.error_message());
+    if (client != 0 || srv != 0) return fail(session.error_message());
     const std::size_t heap_peak = measure_heap_peak(MEASURE_CLIENT), heap_after = measure_heap_now(MEASURE_CLIENT);
 
     // Data both ways.
     static constexpr char up[] = "telemetry from the device", down[] = "command from the server";
-    if (!tls.send(std::as_bytes(std::span(up)))) return fail("send");
+    if (!session.send(std::as_bytes(std::span(up)))) return fail("send");
     unsigned char in[64];
     int got = 0;
     for (int i = 0; i < 8 && got <= 0; ++i) got = mbedtls_ssl_read(&server.ssl, in, sizeof in);
@@ -113,14 +115,14 @@ int main() {
     if (mbedtls_ssl_write(&server.ssl, reinterpret_cast<const unsigned char*>(down), sizeof down) != sizeof down)
         return fail("server write");
     std::array<std::byte, 64> back;
-    auto n = tls.recv(back);
+    auto n = session.recv(back);
     if (!n || *n != sizeof down || std::memcmp(back.data(), down, sizeof down) != 0) return fail("recv");
 
     std::printf("image=p11tls\nciphersuite=%s\nhandshake_steps=%d\nhandshake_insns=%lu\nheap_peak=%lu\n"
                 "heap_after_handshake=%lu\nstack_peak=%lu\ntoken_signatures=%lu\n",
-                tls.ciphersuite(), steps, static_cast<unsigned long>(ticks) * MEASURE_INSNS_PER_TICK,
+                session.ciphersuite(), steps, static_cast<unsigned long>(ticks) * MEASURE_INSNS_PER_TICK,
                 static_cast<unsigned long>(heap_peak), static_cast<unsigned long>(heap_after),
-                static_cast<unsigned long>(stack), static_cast<unsigned long>(tls.token_signatures()));
+                static_cast<unsigned long>(stack), static_cast<unsigned long>(session.token_signatures()));
     return 0;
 #endif
 }
