@@ -71,6 +71,8 @@ TEST_CASE("the default alpha 2^-40 gives the cutoffs the README lists", "[entrop
     // Cross-checked with exact rational binomial tails; CRITBINOM(1024, 2^-0.8, 1-2^-40) = 698
     // is also the APT cutoff Google's Cr50 firmware uses for its 1-bit TRNG.
     STATIC_REQUIRE(health::critbinom(1024, health::exp2_neg(0.8), 40) == 698);
+    STATIC_REQUIRE(health::apt_cutoff(0.8, 1, 40) == 699);
+    STATIC_REQUIRE(health::rct_cutoff(0.8, 40) == 51);  // Cr50's RCT_CUTOFF_SAMPLES too
     STATIC_REQUIRE(HealthTested<SimTrng<8>>::rct_cutoff == 6);
     STATIC_REQUIRE(HealthTested<SimTrng<8>>::apt_cutoff == 19);
     STATIC_REQUIRE(HealthTested<SimTrng<8>>::apt_window == 512);
