@@ -102,6 +102,7 @@ struct TokenConfig : SoftTokenConfig {
     using Mutex = NullMutex;
 };
 using Token = SoftToken<Nvm, Entropy, TokenConfig>;
+static_assert(p11tls::Token<Token>);
 
 /// 4 KiB records both ways (mbedtls_config.h sizes the buffers): the client asks the server
 /// for max_fragment_length 4096, so a server that honours it never sends a larger record.
