@@ -281,37 +281,40 @@ struct Args {
 
 Args parse(int argc, char** argv) {
     Args a;
-    if (argc < 2) usage_error("no command given");
-    std::string_view first = argv[1];
-    if (first == "--help" || first == "-h" || first == "help") {
-        fmt::print("{}", main_help);
-        std::exit(exit_ok);
-    }
-    for (const Command& c : commands())
-        if (c.name == first) a.cmd = &c;
-    if (!a.cmd) usage_error(fmt::format("unknown command '{}'", first));
-    for (int i = 2; i < argc; ++i) {
+    // The command is the first word that is not an option; target options may come before it.
+    std::vector<std::pair<std::string_view, const char*>> given;
+    for (int i = 1; i < argc; ++i) {
         std::string_view o = argv[i];
-        if (o == "--help" || o == "-h") {
-            fmt::print("{}", a.cmd->help);
+        if (o == "-h") o = "--help";
+        if (!o.starts_with("--")) {
+            if (!a.cmd) {
+                if (o == "help") o = "--help";
+                for (const Command& c : commands())
+                    if (c.name == o) a.cmd = &c;
+                if (!a.cmd && o != "--help") usage_error(fmt::format("unknown command '{}'", o));
+                if (a.cmd) continue;
+            } else {
+                if (!a.cmd->takes_file) usage_error(fmt::format("{}: unexpected argument '{}'", a.cmd->name, o));
+                if (!a.file.empty()) usage_error(fmt::format("{}: one input file only ('{}' and '{}')", a.cmd->name, a.file, o));
+                a.file = o;
+                continue;
+            }
+        }
+        if (o == "--help") {
+            fmt::print("{}", a.cmd ? a.cmd->help : main_help);
             std::exit(exit_ok);
         }
-        if (!o.starts_with("--")) {
-            if (!a.cmd->takes_file) usage_error(fmt::format("{}: unexpected argument '{}'", a.cmd->name, o));
-            if (!a.file.empty()) usage_error(fmt::format("{}: one input file only ('{}' and '{}')", a.cmd->name, a.file, o));
-            a.file = o;
-            continue;
-        }
+        const bool flag = in(flag_options, o);
+        if (!flag && i + 1 >= argc) usage_error(fmt::format("option {} needs a value", o));
+        given.emplace_back(o, flag ? "" : argv[++i]);
+    }
+    if (!a.cmd) usage_error("no command given");
+    for (auto [o, v] : given) {
         if (!in(target_options, o) && !in(a.cmd->options, o))
             usage_error(fmt::format("{}: unknown option {}", a.cmd->name, o));
         auto& values = a.opts[std::string(o)];
         if (!values.empty() && !in(repeatable, o)) usage_error(fmt::format("{}: {} given twice", a.cmd->name, o));
-        if (in(flag_options, o)) {
-            values.emplace_back();
-            continue;
-        }
-        if (i + 1 >= argc) usage_error(fmt::format("{}: option {} needs a value", a.cmd->name, o));
-        values.emplace_back(argv[++i]);
+        values.emplace_back(v);
     }
     if (a.cmd->takes_file && a.file.empty()) usage_error(fmt::format("{}: input FILE missing", a.cmd->name));
     int targets = a.has("--store") + a.has("--image") + a.has("--module");
@@ -1043,8 +1046,37 @@ int with_module(const ModuleTarget& tg, const Args& a) {
 
 }  // namespace
 
+/// What can be checked before the token is opened: every usage error exits here, with 2.
+void check_usage(const Args& a) {
+    const std::string_view cmd = a.cmd->name;
+    if (a.has("--id")) (void)hex_bytes("--id", a.get("--id"));
+    if (a.has("--type")) {
+        if (cmd == "keygen") {
+            std::string t = a.get("--type");
+            if (t != "ec-p256" && t != "ec-p384" && t != "rsa-2048" && t != "rsa-3072")
+                usage_error(fmt::format("--type: '{}' is not ec-p256, ec-p384, rsa-2048 or rsa-3072", t));
+        } else {
+            (void)class_option(a);
+        }
+    }
+    for (const char* o : {"--label", "--public-label", "--key-label"})
+        if (a.has(o) && a.get(o).empty()) usage_error(fmt::format("{}: a label must not be empty", o));
+    if (cmd == "csr") {
+        if (!a.has("--subject")) usage_error("csr: --subject is required");
+        if (a.has("--der") && !a.has("--out")) usage_error("csr: --der needs --out FILE");
+        for (const std::string& text : a.all("--ip")) {
+            std::array<unsigned char, 16> buf;
+            if (::inet_pton(AF_INET, text.c_str(), buf.data()) != 1 && ::inet_pton(AF_INET6, text.c_str(), buf.data()) != 1)
+                usage_error(fmt::format("--ip: '{}' is not an IPv4 or IPv6 address", text));
+        }
+    }
+    if (cmd == "delete" && !a.has("--label") && !a.has("--id")) usage_error("delete: give --label and/or --id");
+    if (cmd == "init") (void)init_args(a);
+}
+
 int main(int argc, char** argv) {
     Args a = parse(argc, argv);
+    check_usage(a);
     if (a.has("--image"))
         usage_error(fmt::format("--image {}: flash image files are not supported yet (the flash store's image device "
                                 "has not landed); use --store DIR or --module PATH",
