@@ -17,6 +17,7 @@
 #include <p11tls/nvm/file_nvm.hpp>
 #include <p11tls/nvm/ram_nvm.hpp>
 
+#include "support/nvm_models.hpp"
 #include "support/result.hpp"
 #include "support/temp_dir.hpp"
 
@@ -80,7 +81,8 @@ struct RamModel {
     RamNvm<>& nvm() { return *store; }
 };
 
-using Models = std::tuple<FileModel, RamModel>;
+using Models = std::tuple<FileModel, RamModel, FlashModel<Stm32f4Nvm>, FlashModel<Nrf52840Nvm>, FlashModel<SpiNorNvm>,
+                          ImageFlashModel, EepromModel<>, SealedFlashModel, SealedEepromModel>;
 
 std::string record_path(const std::string& dir, RecordId id) {
     char name[16];

@@ -34,6 +34,7 @@
 #include <p11tls/token/soft_token.hpp>
 #include <p11tls/token/template.hpp>
 
+#include "support/device_token_models.hpp"
 #include "support/result.hpp"
 #include "support/temp_dir.hpp"
 
@@ -295,8 +296,10 @@ private:
     }
 };
 
-using TokenModels = std::tuple<RamTokenModel<>, FileTokenModel<>>;
-using NoLoginTokenModels = std::tuple<RamTokenModel<NoLoginConfig>, FileTokenModel<NoLoginConfig>>;
+using TokenModels = std::tuple<RamTokenModel<>, FileTokenModel<>, FlashTokenModel<TestConfig>, EepromTokenModel<TestConfig>,
+                               SealedFlashTokenModel<TestConfig>>;
+using NoLoginTokenModels = std::tuple<RamTokenModel<NoLoginConfig>, FileTokenModel<NoLoginConfig>,
+                                      FlashTokenModel<NoLoginConfig>, EepromTokenModel<NoLoginConfig>>;
 
 // --- plain mbedTLS references -------------------------------------------------------------
 
