@@ -251,6 +251,15 @@ private:
         return {};
     }
 
+    // Whether the header bytes of page `pg` are all 0x00 (cleared) or all 0xFF (never written).
+    Result<bool> header_state(std::size_t pg) const {
+        std::byte b[header_size];
+        P11TLS_TRY(dev_.read(pg * page, b));
+        const bool zeros = std::ranges::all_of(b, [](std::byte x) { return x == std::byte{0}; });
+        const bool ones = std::ranges::all_of(b, [](std::byte x) { return x == std::byte{0xFF}; });
+        return zeros || ones;
+    }
+
     Result<void> write_header(const Slot& s, std::size_t c, std::uint8_t flags, RecordId id, std::uint32_t len,
                               std::uint32_t seq, std::uint32_t data_crc) {
         std::byte b[header_size] = {magic, std::byte(format_version << 4 | flags | (c ? copy_b_flag : 0)),
@@ -336,10 +345,17 @@ private:
                 ++p;
                 continue;
             }
-            report_.damaged_copies += (a.damaged ? 1 : 0) + (b.damaged ? 1 : 0);
             // Both headers must describe this slot to count as its copies.
             const Header* h[2] = {a_ok && a.per_copy == per_copy ? &a : nullptr,
                                   b_ok && b.per_copy == per_copy ? &b : nullptr};
+            // A copy header of the slot that is neither valid, cleared nor blank is damage (a
+            // bit flip, or a write cut by a reset).
+            for (std::size_t c = 0; c < 2; ++c)
+                if (!h[c]) {
+                    auto blank = header_state(p + c);
+                    if (!blank) return fail(blank.error());
+                    report_.damaged_copies += *blank ? 0 : 1;
+                }
             Slot s{static_cast<std::uint16_t>(p), static_cast<std::uint16_t>(per_copy), 0, 0, 0, 0, 0, false};
             int newest = -1;
             for (int c = 0; c < 2; ++c)

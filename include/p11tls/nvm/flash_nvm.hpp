@@ -57,6 +57,10 @@ struct FlashMountReport {
 /// completed. After a device error the store refuses further work (`Errc::nvm_io`) until it is
 /// mounted again.
 ///
+/// In a partition of mixed sector sizes (STM32F4 sectors 3 and 4: 16 and 64 KiB) every sector
+/// is used up to the size of the smallest, so that a collection can always move one sector's
+/// live records into another.
+///
 /// RAM: two indexes of `MaxRecords` entries (20 bytes each) plus a few bytes per sector.
 template <FlashDevice D, std::size_t FirstSector, std::size_t SectorCount, std::size_t MaxRecords = 128,
           std::size_t MaxRecordSize = 4224>
@@ -194,7 +198,9 @@ private:
     explicit FlashNvm(D dev) : dev_(std::move(dev)) {}
 
     static constexpr std::size_t sector_base(std::size_t s) noexcept { return D::sector_offset(FirstSector + s); }
-    static constexpr std::size_t sector_len(std::size_t s) noexcept { return D::sector_size(FirstSector + s); }
+    // Every sector is used up to the size of the smallest: a collection moves a sector's live
+    // records into another one, which must be able to take them all.
+    static constexpr std::size_t sector_len(std::size_t) noexcept { return smallest_sector; }
     static constexpr std::size_t record_total(std::size_t len) noexcept { return record_header_size + round_up(len, align); }
     static constexpr std::size_t unit_len(std::size_t n) noexcept { return round_up(n, D::program_unit); }
 
@@ -509,6 +515,23 @@ private:
         return any;
     }
 
+    // The head takes new records after its last one: bytes there that are not erased (stray
+    // garbage, disturbed cells) must not be programmed over, so the head continues after them.
+    Result<void> check_tail(std::size_t s) {
+        std::byte buf[256];
+        std::size_t last = 0;
+        for (std::size_t at = lay_.sectors[s].end; at < sector_len(s); at += sizeof buf) {
+            auto chunk = std::span(buf).first(std::min(sizeof buf, sector_len(s) - at));
+            P11TLS_TRY(dev_.read(sector_base(s) + at, chunk));
+            for (std::size_t i = 0; i < chunk.size(); ++i)
+                if (chunk[i] != D::erased_value) last = at + i + 1;
+        }
+        if (last == 0) return {};
+        ++report_.damaged_regions;
+        lay_.sectors[s].end = static_cast<std::uint32_t>(std::min(sector_len(s), round_up(last, align)));
+        return {};
+    }
+
     Result<std::uint32_t> payload_crc(std::size_t at, std::size_t len) {
         std::byte buf[256];
         std::uint32_t crc = 0;
@@ -575,7 +598,10 @@ private:
             if (!any) return fail(any.error());
             max_sseq = std::max(max_sseq, lay_.sectors[order[k]].sseq);
         }
-        if (used > 0) lay_.head = order[used - 1];
+        if (used > 0) {
+            lay_.head = order[used - 1];
+            P11TLS_TRY(check_tail(lay_.head));
+        }
         lay_.next_sseq = max_sseq + 1;
         next_seq_ = max_seq_ + 1;
         // Drop removals: nothing older than them is left to hide.

@@ -3,6 +3,7 @@
 /// SealedNvm<Nvm, KeySource, Entropy>: an Nvm adaptor that encrypts and authenticates every
 /// record with AES-256-GCM, so a dump of the store (an external SPI flash, the store
 /// directory) reveals no key material and a changed record is rejected, not used.
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <utility>
@@ -18,8 +19,9 @@
 namespace p11tls {
 
 /// Each record of the inner store holds {'S', version, 0, 0}, a 12-byte IV, the ciphertext and
-/// the 16-byte tag. The additional authenticated data is "P11S", the format version and the
-/// record id, so a record copied to another id, or read by another format version, fails.
+/// the 16-byte tag. The additional authenticated data is "P11S", the record's 4-byte header
+/// (so its format version) and the record id: a record copied to another id, or with any
+/// byte changed, fails.
 /// A record that fails its tag (tampered, truncated, another key) loads as `Errc::nvm_corrupt`;
 /// the token then skips it (`corrupt_records()`) and never overwrites it.
 ///
@@ -65,8 +67,8 @@ public:
         rec[2] = rec[3] = std::byte{0};
         auto iv = rec.subspan(header_size).template first<detail::mbed::gcm_iv_size>();
         P11TLS_TRY(entropy_.fill(iv));
-        std::array<std::byte, 9> aad;
-        make_aad(aad, id);
+        Aad aad;
+        make_aad(aad, rec.template first<header_size>(), id);
         P11TLS_TRY(detail::mbed::aes_gcm_seal(key_, iv, aad, data, rec.subspan(header_size + iv.size(), data.size()),
                                               rec.template last<detail::mbed::gcm_tag_size>()));
         return inner_.store(id, rec);
@@ -80,8 +82,8 @@ public:
         const std::size_t len = *n - overhead;
         if (out.size() < len) return fail(Errc::buffer_too_small);
         auto rec = std::span<const std::byte>(scratch_).first(*n);
-        std::array<std::byte, 9> aad;
-        make_aad(aad, id);
+        Aad aad;
+        make_aad(aad, rec.template first<header_size>(), id);
         P11TLS_TRY(detail::mbed::aes_gcm_open(key_, rec.subspan(header_size).template first<detail::mbed::gcm_iv_size>(), aad,
                                               rec.subspan(header_size + detail::mbed::gcm_iv_size, len),
                                               rec.template last<detail::mbed::gcm_tag_size>(), out.first(len)));
@@ -104,9 +106,11 @@ public:
 private:
     SealedNvm(Inner inner, K keys, E entropy) : inner_(std::move(inner)), keys_(std::move(keys)), entropy_(std::move(entropy)) {}
 
-    static void make_aad(std::array<std::byte, 9>& aad, RecordId id) noexcept {
-        aad = {std::byte{'P'}, std::byte{'1'}, std::byte{'1'}, std::byte{'S'}, std::byte{format_version}};
-        detail::put_le32(aad.data() + 5, id);
+    using Aad = std::array<std::byte, 4 + header_size + 4>;
+    static void make_aad(Aad& aad, std::span<const std::byte, header_size> header, RecordId id) noexcept {
+        aad = {std::byte{'P'}, std::byte{'1'}, std::byte{'1'}, std::byte{'S'}};
+        std::copy(header.begin(), header.end(), aad.begin() + 4);
+        detail::put_le32(aad.data() + 4 + header_size, id);
     }
 
     Inner inner_;
