@@ -6,8 +6,9 @@
 /// console and the exit status, mbedTLS compiled from source with mbedtls_config.h.
 ///
 /// The three policies:
-/// - Nvm: the token's records in RAM (RamNvm), to move onto the linker script's 256 KiB
-///   `.flash_store` region behind FlashNvm once the FlashDevice concept has landed.
+/// - Nvm: FlashNvm on 128 KiB of emulated flash (SimFlash: RAM with flash rules, so a program
+///   only clears bits, a unit is programmed once, erases are by 4 KiB sector) in the linker
+///   script's `.flash_store` region. QEMU keeps nothing across runs: every boot starts blank.
 /// - Entropy: EmulatorEntropy, a fixed-seed generator: QEMU's mps2-an386 has no TRNG.
 ///   Emulator-only and NOT secure; a release build (-Drelease=true) refuses this board.
 /// - Token: SoftToken with small capacities and no lock (single-threaded firmware).
@@ -15,9 +16,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 
-#include <p11tls/nvm/ram_nvm.hpp>
+#include <p11tls/device/sim_flash.hpp>
+#include <p11tls/nvm/flash_nvm.hpp>
 #include <p11tls/token/soft_token.hpp>
 #include <p11tls/tls/config.hpp>
 
@@ -87,7 +90,28 @@ private:
     }
 };
 
-using Nvm = RamNvm<8, 2048>;
+/// The emulated flash: 32 sectors of 4 KiB, 8-byte program units (as parts with ECC), erased to 0xFF.
+struct FlashPart {
+    static constexpr const char* name = "mps2-an386 emulated flash";
+    static constexpr std::size_t size = 128 * 1024;
+    static constexpr std::size_t sector_count = 32;
+    static constexpr std::size_t sector_size(std::size_t) noexcept { return 4096; }
+    static constexpr std::size_t sector_offset(std::size_t i) noexcept { return i * 4096; }
+    static constexpr std::size_t program_unit = 8;
+    static constexpr std::size_t program_page = 0;
+    static constexpr std::byte erased_value{0xFF};
+};
+using Flash = SimFlash<FlashPart>;
+static_assert(FlashDevice<Flash>);
+
+/// The flash array, in linker.ld's `.flash_store` region (erased when first used after reset).
+[[nodiscard]] inline Flash::chip_type& flash_chip() noexcept {
+    [[gnu::section(".flash_store")]] static Flash::chip_type chip;
+    return chip;
+}
+
+/// The token's store: the whole emulated flash, up to 32 records of a token object's size.
+using Nvm = FlashNvm<Flash, 0, FlashPart::sector_count, 32, 2056>;
 using Entropy = EmulatorEntropy;
 
 /// A few objects (device key, its certificate, a root CA, a spare pair), no lock, and the
@@ -110,6 +134,21 @@ struct TlsConfig : tls::TlsConfig {
     static constexpr unsigned char max_fragment_length = MBEDTLS_SSL_MAX_FRAG_LEN_4096;
     static_assert(MBEDTLS_SSL_IN_CONTENT_LEN >= 4096 && MBEDTLS_SSL_OUT_CONTENT_LEN >= 4096);
 };
+
+/// Mounts the token's store on the emulated flash and loads the token, once; later calls
+/// return the same token.
+[[nodiscard]] inline Result<Token*> open_token() {
+    static std::optional<Token> token;
+    if (token) return &*token;
+    auto nvm = Nvm::mount(Flash(flash_chip()));
+    if (!nvm) return fail(nvm.error());
+    token.emplace(std::move(*nvm), Entropy{});
+    if (auto r = token->load(); !r) {
+        token.reset();
+        return fail(r.error());
+    }
+    return &*token;
+}
 
 /// Starts the clock. The reset handler (startup.cpp) already set up memory, the FPU and the C
 /// and C++ runtimes.

@@ -16,7 +16,8 @@ using Pipe = p11tls::Pipe<8 * 1024>;
 using End = MemoryPipe<8 * 1024>;
 using Session = TlsSession<board::Token, End, board::Entropy, board::TlsConfig>;
 
-board::Token tok{board::Nvm{}, board::Entropy{}};
+// The board's token on its flash store, mounted and loaded before main().
+board::Token& tok = *board::open_token().value();
 board::Entropy tls_entropy{0x5e55'1011};
 Pipe pipe;
 tls_server server;
@@ -66,7 +67,6 @@ void start_server() {
 }  // namespace
 
 TARGET_TEST("provision the board's token with the device key and certificates") {
-    REQUIRE_OK(tok.load());
     auto s = tok.open_session(CKF_SERIAL_SESSION | CKF_RW_SESSION);
     REQUIRE_OK(s);
     REQUIRE_OK(target::provision_device(tok, *s));

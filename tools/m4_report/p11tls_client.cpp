@@ -19,7 +19,7 @@ namespace {
 using End = MemoryPipe<8 * 1024>;
 using Session = TlsSession<board::Token, End, board::Entropy, board::TlsConfig>;
 
-board::Token device_token{board::Nvm{}, board::Entropy{}};
+board::Token& device_token = *board::open_token().value();
 board::Entropy tls_entropy{0x5e55'1011};
 p11tls::Pipe<8 * 1024> pipe;
 tls_server server;
@@ -47,7 +47,6 @@ int main() {
     measure_owner(MEASURE_CLIENT);
 
     // Factory provisioning (not measured).
-    if (!device_token.load()) return fail("token load");
     auto s = device_token.open_session(CKF_SERIAL_SESSION | CKF_RW_SESSION);
     if (!s || !target::provision_device(device_token, *s) || !device_token.close_session(*s))
         return fail("provisioning");
