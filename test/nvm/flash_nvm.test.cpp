@@ -326,6 +326,21 @@ TEST_CASE("FlashNvm: garbage after the last record is skipped, not taken for rec
     CHECK(load_all(m.nvm(), 3) == pattern(100, 39));
 }
 
+TEST_CASE("FlashNvm: a free sector with stray bytes in its body is erased again before it takes records",
+          "[nvm][flash_nvm][damage]") {
+    FlashModel<SpiNorNvm> m;
+    for (std::size_t i = 3 * 4096 + 1000; i < 3 * 4096 + 1010; ++i) {
+        m.chip->bytes()[i] = std::byte{0x00};
+        m.chip->programmed()[i] = 1;
+    }
+    m.remount();
+    const auto erases = m.chip->stats().sector_erases[3];
+    for (unsigned i = 0; i < 20; ++i) REQUIRE(code(m.nvm().store(i, pattern(900, i))) == no_error);
+    CHECK(m.chip->stats().sector_erases[3] == erases + 1);
+    m.remount();
+    CHECK(contents(m.nvm()).size() == 20);
+}
+
 TEST_CASE("FlashNvm: every single-bit flip in a store is detected or harmless, never a wrong value",
           "[nvm][flash_nvm][damage]") {
     using N = FlashNvm<SimFlash<parts::SpiNorFlash>, 0, 3>;

@@ -338,7 +338,10 @@ private:
             if (l.head != none && room(l, l.head) >= need) return {};
             const std::size_t f = next_free(l);
             if (f == none) return fail(Errc::nvm_full);
-            if constexpr (Real) P11TLS_TRY(write_open(f, l.next_sseq));
+            if constexpr (Real) {
+                P11TLS_TRY(ensure_blank(f, l.sectors[f].erase_count));
+                P11TLS_TRY(write_open(f, l.next_sseq));
+            }
             l.sectors[f].state = State::used;
             l.sectors[f].sseq = l.next_sseq++;
             l.sectors[f].end = sector_header_size;
@@ -458,14 +461,9 @@ private:
             open_damaged = true;  // a cut open, or a damaged marker of a sector in use
             sec.state = State::blank;
         } else if (header_ok) {
-            // Formatted and never opened: only usable if the whole body is still erased.
+            // Formatted and never opened. Its body is checked when it is opened, not here:
+            // mount reads no more than the headers of the sectors it does not use.
             sec.state = State::free;
-            std::byte buf[256];
-            for (std::size_t at = sector_header_size; at < sector_len(s) && sec.state == State::free; at += sizeof buf) {
-                auto chunk = std::span(buf).first(std::min(sizeof buf, sector_len(s) - at));
-                P11TLS_TRY(dev_.read(sector_base(s) + at, chunk));
-                if (!erased(chunk)) sec.state = State::blank;
-            }
         } else {
             sec.state = State::blank;
         }
@@ -513,6 +511,22 @@ private:
         }
         if (apply) lay_.sectors[s].end = static_cast<std::uint32_t>(end);
         return any;
+    }
+
+    // A free sector whose body is not all erased (a disturbed cell, stray garbage) is erased
+    // again before it takes records; the plan is unchanged, the sector is free either way.
+    Result<void> ensure_blank(std::size_t s, std::uint32_t& erase_count) {
+        std::byte buf[256];
+        bool blank = true;
+        for (std::size_t at = sector_header_size; at < sector_len(s) && blank; at += sizeof buf) {
+            auto chunk = std::span(buf).first(std::min(sizeof buf, sector_len(s) - at));
+            P11TLS_TRY(dev_.read(sector_base(s) + at, chunk));
+            blank = erased(chunk);
+        }
+        if (blank) return {};
+        P11TLS_TRY(dev_.erase(FirstSector + s));
+        P11TLS_TRY(write_header(s, ++erase_count));
+        return {};
     }
 
     // The head takes new records after its last one: bytes there that are not erased (stray
