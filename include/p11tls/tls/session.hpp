@@ -339,7 +339,7 @@ private:
         CK_KEY_TYPE type;
         std::memcpy(&type, kt->data(), sizeof type);
         ref_.token = &token_;
-        ref_.sign = &sign_with;
+        ref_.sign = &detail::mbed::token_sign<Tok>;
         ref_.session = *token_session_;
         ref_.key = h[0];
         ref_.key_type = type;
@@ -383,14 +383,6 @@ private:
         }
         detail::mbed::token_pk_setup(key_, ref_);
         return {};
-    }
-
-    static Result<std::size_t> sign_with(void* token, CK_ULONG session, CK_ULONG key, CK_MECHANISM_TYPE mech,
-                                         std::span<const std::byte> in, std::span<std::byte> out) {
-        Tok& t = *static_cast<Tok*>(token);
-        CK_MECHANISM m{mech, nullptr, 0};
-        P11TLS_TRY(t.sign_init(session, m, key));
-        return t.sign(session, in, out);
     }
 
     Result<void> setup_mbedtls(const tls::Credentials& c, const tls::Params& p) {
