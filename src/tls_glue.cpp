@@ -91,64 +91,28 @@ int sign_rsa(void* ctx, mbedtls_md_type_t md, const unsigned char* hash, std::si
     return 0;
 }
 
-const mbedtls_pk_info_t token_ec_info = {
-    .type = MBEDTLS_PK_ECKEY,
-    .name = "p11tls token EC",
-    .get_bitlen = bitlen<ref_of>,
-    .can_do = can_do_ec,
-    .verify_func = nullptr,
-    .sign_func = sign_ec<ref_of>,
-    .decrypt_func = nullptr,
-    .encrypt_func = nullptr,
-    .check_pair_func = nullptr,
-    .ctx_alloc_func = nullptr,
-    .ctx_free_func = no_free,
-    .debug_func = nullptr,
-};
-const mbedtls_pk_info_t token_rsa_info = {
-    .type = MBEDTLS_PK_RSA_ALT,
-    .name = "p11tls token RSA",
-    .get_bitlen = bitlen<ref_of>,
-    .can_do = can_do_rsa,
-    .verify_func = nullptr,
-    .sign_func = sign_rsa<ref_of>,
-    .decrypt_func = nullptr,
-    .encrypt_func = nullptr,
-    .check_pair_func = nullptr,
-    .ctx_alloc_func = nullptr,
-    .ctx_free_func = no_free,
-    .debug_func = nullptr,
-};
+// A pk type whose signatures come from the token; every other operation is absent.
+constexpr mbedtls_pk_info_t token_info(mbedtls_pk_type_t type, const char* name, std::size_t (*bits)(const void*),
+                                       int (*can_do)(mbedtls_pk_type_t), decltype(mbedtls_pk_info_t::sign_func) sign) {
+    mbedtls_pk_info_t info{};
+    info.type = type;
+    info.name = name;
+    info.get_bitlen = bits;
+    info.can_do = can_do;
+    info.sign_func = sign;
+    info.ctx_free_func = no_free;
+    return info;
+}
 
+const mbedtls_pk_info_t token_ec_info =
+    token_info(MBEDTLS_PK_ECKEY, "p11tls token EC", bitlen<ref_of>, can_do_ec, sign_ec<ref_of>);
+const mbedtls_pk_info_t token_rsa_info =
+    token_info(MBEDTLS_PK_RSA_ALT, "p11tls token RSA", bitlen<ref_of>, can_do_rsa, sign_rsa<ref_of>);
 // With the public half in software: the types mbedtls_pk_write_pubkey understands.
-const mbedtls_pk_info_t token_ec_public_info = {
-    .type = MBEDTLS_PK_ECKEY,
-    .name = "p11tls token EC",
-    .get_bitlen = bitlen<public_ref_of>,
-    .can_do = can_do_ec,
-    .verify_func = nullptr,
-    .sign_func = sign_ec<public_ref_of>,
-    .decrypt_func = nullptr,
-    .encrypt_func = nullptr,
-    .check_pair_func = nullptr,
-    .ctx_alloc_func = nullptr,
-    .ctx_free_func = no_free,
-    .debug_func = nullptr,
-};
-const mbedtls_pk_info_t token_rsa_public_info = {
-    .type = MBEDTLS_PK_RSA,
-    .name = "p11tls token RSA",
-    .get_bitlen = bitlen<public_ref_of>,
-    .can_do = can_do_rsa,
-    .verify_func = nullptr,
-    .sign_func = sign_rsa<public_ref_of>,
-    .decrypt_func = nullptr,
-    .encrypt_func = nullptr,
-    .check_pair_func = nullptr,
-    .ctx_alloc_func = nullptr,
-    .ctx_free_func = no_free,
-    .debug_func = nullptr,
-};
+const mbedtls_pk_info_t token_ec_public_info =
+    token_info(MBEDTLS_PK_ECKEY, "p11tls token EC", bitlen<public_ref_of>, can_do_ec, sign_ec<public_ref_of>);
+const mbedtls_pk_info_t token_rsa_public_info =
+    token_info(MBEDTLS_PK_RSA, "p11tls token RSA", bitlen<public_ref_of>, can_do_rsa, sign_rsa<public_ref_of>);
 
 std::size_t der_integer(std::span<const std::byte> v, unsigned char* out) {
     std::size_t lead = 0;
