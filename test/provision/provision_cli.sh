@@ -6,8 +6,8 @@
 # key is the token's (as the CLI, pkcs11-tool and the CSR each report it), a local CA issues the
 # certificate, import-cert and import-root, then tls_client authenticates with it to
 # `openssl s_server -Verify 1 -verify_return_error`. Refusals exit with their documented code
-# and one line, and leave the store's bytes unchanged. Then the same flow on SoftHSMv2 through
-# --module. Every command runs under `timeout`; servers on 127.0.0.1 with free ports.
+# and one line, and leave the store's bytes unchanged. Then a board's flash image (--image),
+# and the same flow on SoftHSMv2 through --module. Every command runs under `timeout`; servers on 127.0.0.1 with free ports.
 source "$(dirname "${BASH_SOURCE[0]}")/../integration/tls/tls_lib.sh"
 require pkcs11-tool opensc
 require softhsm2-util softhsm2
@@ -72,8 +72,8 @@ cli_fails 2 frobnicate
 cli_fails 2 list --frob
 cli_fails 2 csr --store "$STORE" "${PIN[@]}"
 assert_contains "$ERR" "--subject is required"
-cli_fails 2 list --image "$WORK/board.img"
-assert_contains "$ERR" "not supported yet"
+cli_fails 2 list --image "$WORK/board.img" --board no-such-board
+cli_fails 2 list --board mps2-an386
 cli_fails 4 info --store "$WORK/no-such-store"
 cli_fails 4 list --module "$WORK/no-such-module.so"
 
@@ -198,6 +198,41 @@ ok "${P[@]}" delete "${PIN[@]}" --id 02
 assert_contains "$OUT" "destroyed 3 objects with id 02"
 ok "${P[@]}" list "${PIN[@]}"
 assert_not_contains "$OUT" "rsa key"
+
+step "a board's flash image (mps2-an386): provisioned on the host, byte for byte what the board mounts"
+IMG=$WORK/mps2-an386.img
+I=("$CLI" --image "$IMG")
+cli_fails 4 list --image "$IMG"
+ok "${I[@]}" init --label "mps2 unit 7" --so-pin "$SO_PIN" --pin "$USER_PIN"
+[[ $(stat -c %s "$IMG") == 131072 ]] || die "the image is not the board's 128 KiB of flash"
+ok "${I[@]}" info --json
+printf '%s\n' "$OUT" >img-info.json
+[[ $(json_get img-info.json 'd["model"], d["login_required"], d["target"]["board"]') == "SoftToken M4 False mps2-an386" ]] ||
+    die "info --json on the image does not show the board's token"
+# The board's token is in FreeRTOS mode: no login, so no PIN needed.
+ok "${I[@]}" keygen --id 07
+ok "${I[@]}" csr --subject "/CN=mps2-unit-7/O=p11tls" --out img.csr
+ok openssl req -in img.csr -noout -verify
+sign_csr img.csr ca img-device.pem client.ext
+before=$(sha256sum <"$IMG")
+cli_fails 6 import-cert device.pem --image "$IMG"
+cli_fails 6 import-key bad.pem --image "$IMG" --label k --public-label kp
+[[ $(sha256sum <"$IMG") == "$before" ]] || die "a refused import changed the image"
+ok "${I[@]}" import-cert img-device.pem
+ok "${I[@]}" import-root ca.pem
+ok "${I[@]}" keygen --type ec-p384 --label spare --public-label "spare pub"
+ok "${I[@]}" import-key client-rsa.key --label "rsa key" --public-label "rsa pub"
+# Eight objects is the board's token table: a ninth and tenth do not fit.
+before=$(sha256sum <"$IMG")
+cli_fails 7 keygen --image "$IMG" --label more --public-label "more pub"
+assert_contains "$ERR" "full"
+[[ $(sha256sum <"$IMG") == "$before" ]] || die "a keygen into a full token changed the image"
+ok "${I[@]}" list --json
+printf '%s\n' "$OUT" >img-list.json
+[[ $(json_get img-list.json 'len(d["objects"]), sorted(o["label"] for o in d["objects"] if o["class"] == "cert")') == \
+    "8 ['Device Cert', 'Root Cert']" ]] || die "the image's objects after re-opening it: $OUT"
+head -c 1000 /dev/zero >not-an-image.img
+cli_fails 6 list --image not-an-image.img
 
 step "the same flow on SoftHSMv2 through --module"
 mkdir -p softhsm/tokens

@@ -5,6 +5,8 @@
 // token's store directory or on any PKCS#11 module; see `p11tls-provision --help`.
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,8 +30,12 @@
 #include <mbedtls/platform_util.h>
 
 #include <p11tls/board.hpp>
+#include <p11tls/device/image_flash.hpp>
+#include <p11tls/nvm/flash_nvm.hpp>
 #include <p11tls/provision/provision.hpp>
 #include <p11tls/token/module_token.hpp>
+
+#include "image_boards.hpp"
 
 namespace {
 
@@ -135,11 +141,13 @@ commands:
 
 target (default: the host token's store, $P11TLS_STORE or ~/.local/share/p11tls/token):
   --store DIR                      the host token's store directory
-  --image FILE                     a board's flash image file (not supported yet)
+  --image FILE [--board B]         a board's flash image, byte for byte what a programmer
+                                   writes (boards: mps2-an386, the default); init creates it
   --module PATH [--token-label L]  any PKCS#11 module; the token labelled L, else the first
 
 common options:
-  --pin PIN      the user PIN (or $P11TLS_PIN); commands that change the token need it
+  --pin PIN      the user PIN (or $P11TLS_PIN); commands that change a token that requires
+                 login need it (a board image's token is in FreeRTOS mode: no login)
   --json         machine-readable output on stdout (info, list, keygen, csr)
   --help         this text, or a command's options with COMMAND --help
 
@@ -149,12 +157,12 @@ Labels default to FreeRTOS's: "Device Priv TLS Key", "Device Pub TLS Key", "Devi
 exit status:
   0  success
   1  the operation failed (token, store or module error)
-  2  usage error (also: --image, not supported yet)
+  2  usage error
   3  login: no PIN given, wrong or locked PIN, token not initialized
   4  not found: object, key, token, module, store directory or input file
   5  already exists: a label in use (see --replace), token initialized (see init --force)
   6  input rejected: malformed file, unsupported key, certificate not for the token's key,
-     not a CA certificate, several keys match (name one by --id)
+     not a CA certificate, several keys match (name one by --id), not an image of the board
   7  the token or its store is full
 Every failure is one line on stderr.
 )";
@@ -242,7 +250,7 @@ Destroys every object with the label and/or id (of type T when given).
          {"--label", "--id", "--type"}},
         {"init", R"(usage: p11tls-provision init [target] --label L --so-pin SO_PIN --pin PIN [--force]
 Initializes the token: sets its label and SO PIN, destroys every object, then sets the user
-PIN. For the host token the store directory is created if needed.
+PIN. The host token's store directory or a board's flash image is created if needed.
   --label L           token label (up to 32 characters)
   --so-pin PIN        security officer PIN (or $P11TLS_SO_PIN); an initialized token needs
                       its current SO PIN
@@ -254,7 +262,7 @@ PIN. For the host token the store directory is created if needed.
     return all;
 }
 
-constexpr std::string_view target_options[] = {"--store", "--image", "--module", "--token-label", "--pin", "--help"};
+constexpr std::string_view target_options[] = {"--store", "--image", "--board", "--module", "--token-label", "--pin", "--help"};
 constexpr std::string_view flag_options[] = {"--json", "--replace", "--force", "--der", "--help"};
 constexpr std::string_view repeatable[] = {"--dns", "--ip"};
 
@@ -320,6 +328,7 @@ Args parse(int argc, char** argv) {
     int targets = a.has("--store") + a.has("--image") + a.has("--module");
     if (targets > 1) usage_error("give one of --store, --image and --module");
     if (a.has("--token-label") && !a.has("--module")) usage_error("--token-label selects a token of --module");
+    if (a.has("--board") && !a.has("--image")) usage_error("--board names the board of an --image");
     return a;
 }
 
@@ -507,8 +516,12 @@ struct StoreTarget {
 struct ModuleTarget {
     std::string path, token_label;
 };
+struct ImageTarget {
+    std::string path, board;
+};
 
-CK_TOKEN_INFO token_info(p11tls::board::Token& t) {
+template <class Tok>
+CK_TOKEN_INFO token_info(Tok& t) {
     CK_TOKEN_INFO info;
     t.token_info(info);
     return info;
@@ -525,6 +538,7 @@ std::string trimmed(const unsigned char* field, std::size_t n) {
 }
 
 std::string describe_target(const StoreTarget& t) { return fmt::format("the token in {}", t.dir); }
+std::string describe_target(const ImageTarget& t) { return fmt::format("the token in {} flash image {}", t.board, t.path); }
 std::string describe_target(const ModuleTarget& t) {
     return t.token_label.empty() ? fmt::format("the first token of {}", t.path)
                                  : fmt::format("token '{}' of {}", t.token_label, t.path);
@@ -860,11 +874,15 @@ template <class Tok>
 int run(Tok& t, Ctx& c, const std::string& where_json, const std::string& where_text) {
     const Command& cmd = *c.a.cmd;
     if (cmd.name == "info") return cmd_info(t, c, where_json, where_text);
-    const std::string pin = secret(c.a, "--pin", "P11TLS_PIN");
-    if (pin.empty() && cmd.needs_pin)
+    // A token in FreeRTOS mode (no CKF_LOGIN_REQUIRED, e.g. a board image) is used without a
+    // login, which would write the PIN's failure counter to the store twice.
+    const bool login_required = token_info(t).flags & CKF_LOGIN_REQUIRED;
+    const std::string pin = login_required ? secret(c.a, "--pin", "P11TLS_PIN") : std::string();
+    if (pin.empty() && cmd.needs_pin && login_required)
         return failure(exit_login, fmt::format("{} changes the token and needs the user PIN: give --pin PIN or set P11TLS_PIN", cmd.name));
     auto s = t.open_session(CKF_SERIAL_SESSION | CKF_RW_SESSION);
     if (!s) return failure(fmt::format("cannot open a session with {}", c.target), s.error());
+    c.logged_in = !login_required;
     if (!pin.empty()) {
         if (auto r = t.login(*s, CKU_USER, {pin.data(), pin.size()}); !r) {
             std::string why;
@@ -936,26 +954,32 @@ int init_error(const std::string& target, const char* step, Error e) {
     return failure(fmt::format("init: {}: {}", target, step), e);
 }
 
-int init_store(const StoreTarget& tg, const Args& a) {
+/// init on a SoftToken (the host store or a board image).
+template <class Tok>
+int init_soft(Tok& t, const std::string& target, const Args& a) {
     InitArgs i = init_args(a);
-    auto token = p11tls::board::open_token(tg.dir);
-    if (!token) return failure(fmt::format("init: cannot open or create the store {}", tg.dir), token.error());
-    p11tls::board::Token& t = **token;
     CK_TOKEN_INFO info = token_info(t);
     if ((info.flags & CKF_TOKEN_INITIALIZED) && !a.has("--force"))
-        return failure(exit_exists, fmt::format("init: the token in {} is initialized already (label '{}'); --force "
-                                                "re-initializes it and destroys every object",
-                                                tg.dir, trimmed(info.label, sizeof info.label)));
+        return failure(exit_exists, fmt::format("init: {} is initialized already (label '{}'); --force re-initializes it "
+                                                "and destroys every object",
+                                                target, trimmed(info.label, sizeof info.label)));
     if (auto r = t.init_token({i.so_pin.data(), i.so_pin.size()}, i.padded); !r)
-        return init_error(describe_target(tg), "cannot initialize", r.error());
+        return init_error(target, "cannot initialize", r.error());
     auto s = t.open_session(CKF_SERIAL_SESSION | CKF_RW_SESSION);
-    if (!s) return init_error(describe_target(tg), "cannot open a session", s.error());
+    if (!s) return init_error(target, "cannot open a session", s.error());
     auto r = t.login(*s, CKU_SO, {i.so_pin.data(), i.so_pin.size()});
     if (r) r = t.init_pin(*s, {i.pin.data(), i.pin.size()});
     (void)t.close_session(*s);
-    if (!r) return init_error(describe_target(tg), "cannot set the user PIN", r.error());
-    fmt::print("initialized the token in {}: label '{}', SO PIN and user PIN set\n", tg.dir, i.label);
+    if (!r) return init_error(target, "cannot set the user PIN", r.error());
+    fmt::print("initialized {}: label '{}', SO PIN and user PIN set\n", target, i.label);
     return exit_ok;
+}
+
+int init_store(const StoreTarget& tg, const Args& a) {
+    (void)init_args(a);
+    auto token = p11tls::board::open_token(tg.dir);
+    if (!token) return failure(fmt::format("init: cannot open or create the store {}", tg.dir), token.error());
+    return init_soft(**token, describe_target(tg), a);
 }
 
 Error ck_error(CK_RV rv) { return {p11tls::cryptoki::from_ckr(rv), static_cast<std::int32_t>(rv)}; }
@@ -994,6 +1018,51 @@ int init_module(const ModuleTarget& tg, const Args& a) {
 }
 
 // --- targets ----------------------------------------------------------------------------------
+
+/// Holds an advisory lock on a file for this process's use of it.
+struct FileLock {
+    int fd = -1;
+    ~FileLock() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+template <class Board>
+int with_board_image(const ImageTarget& tg, const Args& a) {
+    using Part = typename Board::Part;
+    const bool init = a.cmd->name == "init";
+    struct stat st;
+    if (!init && ::stat(tg.path.c_str(), &st) != 0)
+        return failure(exit_not_found, fmt::format("no flash image {} ('p11tls-provision init --image {}' creates one)", tg.path, tg.path));
+    FileLock lock;
+    lock.fd = ::open(tg.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock.fd < 0) return failure(exit_failed, fmt::format("cannot open {}: {}", tg.path, std::strerror(errno)));
+    if (::flock(lock.fd, LOCK_EX | LOCK_NB) != 0)
+        return failure(exit_failed, fmt::format("the image {} is in use by another process", tg.path));
+    if (::fstat(lock.fd, &st) == 0 && st.st_size != 0 && static_cast<std::size_t>(st.st_size) != Part::size)
+        return failure(exit_rejected, fmt::format("{} is {} bytes, not a {} flash image ({} bytes)", tg.path, st.st_size,
+                                                  Board::name, Part::size));
+    auto dev = p11tls::ImageFlash<Part>::open(tg.path);
+    if (!dev) return failure(fmt::format("cannot open the flash image {}", tg.path), dev.error());
+    auto nvm = Board::Nvm::mount(std::move(*dev));
+    if (!nvm) return failure(fmt::format("cannot mount the token store in {}", tg.path), nvm.error());
+    // Keys made for the image come from the host's entropy source, not the board's.
+    using Token = p11tls::SoftToken<typename Board::Nvm, p11tls::board::Entropy, typename Board::TokenConfig>;
+    auto token = std::make_unique<Token>(std::move(*nvm), p11tls::board::Entropy{});
+    if (auto r = token->load(); !r) return failure(fmt::format("cannot load the token in {}", tg.path), r.error());
+    if (init) return init_soft(*token, describe_target(tg), a);
+    Ctx c{a, describe_target(tg)};
+    c.json = a.has("--json");
+    std::string where_json = fmt::format("{{\"kind\": \"image\", \"path\": {}, \"board\": {}, \"bytes\": {}}}", json(tg.path),
+                                         json(Board::name), Part::size);
+    std::string where_text = fmt::format("image:   {} ({} flash, {} KiB)", tg.path, Board::name, Part::size / 1024);
+    return run(*token, c, where_json, where_text);
+}
+
+int with_image(const ImageTarget& tg, const Args& a) {
+    if (tg.board == image_boards::Mps2An386::name) return with_board_image<image_boards::Mps2An386>(tg, a);
+    usage_error(fmt::format("--board: no flash image layout for '{}' (known: {})", tg.board, image_boards::Mps2An386::name));
+}
 
 bool is_directory(const std::string& path) {
     struct stat st;
@@ -1077,10 +1146,7 @@ void check_usage(const Args& a) {
 int main(int argc, char** argv) {
     Args a = parse(argc, argv);
     check_usage(a);
-    if (a.has("--image"))
-        usage_error(fmt::format("--image {}: flash image files are not supported yet (the flash store's image device "
-                                "has not landed); use --store DIR or --module PATH",
-                                a.get("--image")));
+    if (a.has("--image")) return with_image({a.get("--image"), a.get("--board", image_boards::Mps2An386::name)}, a);
     if (a.has("--module")) return with_module({a.get("--module"), a.get("--token-label")}, a);
     return with_store({a.get("--store", p11tls::board::store_directory())}, a);
 }
