@@ -49,6 +49,7 @@ struct FlashRig {
     static constexpr std::size_t to = Part::sector_offset(First + Count - 1) + Part::sector_size(First + Count - 1);
     static constexpr const char* name = Part::name;
     static constexpr const char* store_name = "FlashNvm";
+    static std::string sectors() { return std::to_string(First) + "-" + std::to_string(First + Count - 1); }
     static constexpr std::size_t probe_size = 1024;
     static constexpr std::size_t probe_writes = (to - from) / probe_size + 2;
 
@@ -80,6 +81,7 @@ struct EepromRig {
     using Store = EepromNvm<Device>;
     static constexpr const char* name = parts::At24lc256::name;
     static constexpr const char* store_name = "EepromNvm";
+    static std::string sectors() { return "all"; }
     static constexpr std::size_t probe_size = 1024;
     static constexpr std::size_t probe_writes = 4;
 
@@ -298,7 +300,15 @@ Counts sweep(std::size_t ops, std::uint64_t seed) {
             }
             if (*got == next) return 1;
             if (allow_old && *got == state) return 0;
-            failure(std::string(when) + ": neither old nor new state, op " + std::to_string(i) + " cut " + std::to_string(cut));
+            std::string diff;
+            for (const auto& [app, o] : next)
+                if (!got->count(app)) diff += " missing " + app;
+                else if (!(got->at(app) == o) && !(state.count(app) && got->at(app) == state.at(app))) diff += " changed " + app;
+            for (const auto& [app, o] : *got)
+                if (!next.count(app) && !state.count(app)) diff += " extra " + app;
+                else if (!next.count(app)) diff += " resurrected " + app;
+            failure(std::string(when) + ": neither old nor new state, op " + std::to_string(i) + " cut " + std::to_string(cut) +
+                    " (op kind " + std::to_string(op.kind) + " on " + op.app + ":" + diff + ")");
             return -1;
         };
 
@@ -377,10 +387,10 @@ Counts sweep(std::size_t ops, std::uint64_t seed) {
         std::swap(before_op, after_op);
         state = next;
     }
-    for (const auto& n : notes) UNSCOPED_INFO(n);
-    std::printf("powerloss store=%s part=%s ops=%zu creates=%zu updates=%zu destroys=%zu cut_points=%zu "
+    for (const auto& n : notes) std::printf("powerloss failure: %s\n", n.c_str());
+    std::printf("powerloss store=%s part=%s sectors=%s ops=%zu creates=%zu updates=%zu destroys=%zu cut_points=%zu "
                 "(erases %zu) recovery_cut_points=%zu landed_old=%zu landed_new=%zu failures=%zu\n",
-                Rig::store_name, Rig::name, c.ops, c.creates, c.updates, c.destroys, c.cut_points, c.erase_cut_points,
+                Rig::store_name, Rig::name, Rig::sectors().c_str(), c.ops, c.creates, c.updates, c.destroys, c.cut_points, c.erase_cut_points,
                 c.recovery_cut_points, c.landed_old, c.landed_new, c.failures);
     std::fflush(stdout);
     return c;
@@ -394,6 +404,12 @@ TEST_CASE("Power loss at every flash operation: STM32F4 sectors 1-3", "[powerlos
     const Counts c = sweep<FlashRig<parts::Stm32f4Flash, 1, 3>>(workload_ops, 1);
     CHECK(c.ops >= 1000);
     CHECK(c.cut_points > c.ops);
+    CHECK(c.failures == 0);
+}
+
+TEST_CASE("Power loss at every flash operation: STM32F4 sectors 3-4 (16 and 64 KiB)", "[powerloss][flash]") {
+    const Counts c = sweep<FlashRig<parts::Stm32f4Flash, 3, 2>>(workload_ops, 6);
+    CHECK(c.ops >= 1000);
     CHECK(c.failures == 0);
 }
 

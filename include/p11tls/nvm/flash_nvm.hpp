@@ -24,7 +24,7 @@ struct FlashMountReport {
     std::size_t damaged_regions = 0;    ///< runs of bytes that are no record header (bit flips, garbage)
     std::size_t dropped_records = 0;    ///< records beyond the index capacity (MaxRecords)
     std::size_t sectors_formatted = 0;  ///< blank, half-erased or unreadable sectors erased and formatted
-    bool gc_finished = false;           ///< a garbage collection cut by a reset was completed
+    bool gc_finished = false;           ///< a collection cut by a reset was completed
 };
 
 /// A FlashDevice partition of `SectorCount` sectors from `FirstSector` as an Nvm.
@@ -34,28 +34,32 @@ struct FlashMountReport {
 ///   CRC-32}, programmed right after the sector is erased, then a 16-byte open marker
 ///   {"P11O", sector sequence, 0, CRC-32} programmed when the sector starts taking records;
 /// - records follow, each A-aligned: 24 bytes of fields {'R', version << 4 | kind (0 data,
-///   1 removal), 0, 0, id, length, sequence, CRC-32 of the payload, CRC-32 of the 20 bytes
-///   before}, padding to A, an A-byte commit state, then the payload padded to A. The fields
-///   and the payload are programmed first; the commit state (all bits programmed) is
+///   1 removal, 2 collection), 0, 0, id, length, sequence, CRC-32 of the payload, CRC-32 of the
+///   20 bytes before}, padding to A, an A-byte commit state, then the payload padded to A. The
+///   fields and the payload are programmed first; the commit state (all bits programmed) is
 ///   programmed last, so a record is either committed whole or, torn by a power cut, ignored.
 ///
 /// Every store or remove appends a record with the next sequence number; the newest committed
 /// version of an id wins. Sectors are used as a ring: when the current sector is full, the
 /// next erased one is opened; when that leaves no erased sector, the oldest sector's live
-/// records are copied (verbatim, keeping their sequence numbers) into the new one and the
-/// oldest is erased and formatted. Every sector is erased once per turn of the ring, so wear
-/// spreads evenly, also over static records. Before anything is written, the whole plan
+/// records are copied (verbatim, keeping their sequence numbers) into the new one, a
+/// collection record naming the old sector's sequence is committed after them, and the old
+/// sector is erased and formatted. (An erase cut by a reset can leave any part of the old
+/// content, e.g. a removed record without its removal; the collection record voids it.)
+/// Every sector is erased once per turn of the ring, so wear spreads evenly, also over static
+/// records. Before anything is written, the whole plan
 /// (opening, collections, the record) is run on the RAM index alone; a store that could not
 /// complete returns `Errc::nvm_full` and writes nothing. A store or remove always leaves room
 /// for one removal record, so removing records works on a full store.
 ///
-/// `mount` scans every sector: records torn by a power cut (not committed) are ignored,
+/// `mount` scans every sector in use: records torn by a power cut (not committed) are ignored,
 /// committed records whose payload fails its CRC are kept as corrupt (`load` reports
 /// `Errc::nvm_corrupt`; they are never silently replaced by an older version), damaged headers
 /// are skipped and the scan resynchronises on the next valid record; half-erased, blank or
-/// unreadable sectors are erased and formatted, and a garbage collection cut by the reset is
-/// completed. After a device error the store refuses further work (`Errc::nvm_io`) until it is
-/// mounted again.
+/// unreadable sectors and sectors named by a collection record are erased and formatted, and a
+/// collection cut before its record is completed (or, if a torn copy took the room it needs,
+/// started over). After a device error the store refuses further work (`Errc::nvm_io`) until
+/// it is mounted again.
 ///
 /// In a partition of mixed sector sizes (STM32F4 sectors 3 and 4: 16 and 64 KiB) every sector
 /// is used up to the size of the smallest, so that a collection can always move one sector's
@@ -162,7 +166,7 @@ public:
 
 private:
     static constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
-    static constexpr std::uint8_t kind_data = 0, kind_removal = 1;
+    static constexpr std::uint8_t kind_data = 0, kind_removal = 1, kind_collected = 2;
     static constexpr std::uint8_t corrupt_flag = 1, removal_flag = 2, twin_flag = 4;
     static constexpr std::byte record_magic{0x52};  // 'R'; neither 0x00 nor 0xFF, so never erased
 
@@ -285,7 +289,7 @@ private:
         out.len = detail::get_le32(f + 8);
         out.seq = detail::get_le32(f + 12);
         out.data_crc = detail::get_le32(f + 16);
-        if (out.kind > kind_removal || (out.kind == kind_removal && out.len != 0)) return false;
+        if (out.kind > kind_collected || (out.kind != kind_data && out.len != 0)) return false;
         return out.len <= MaxRecordSize;
     }
 
@@ -367,7 +371,11 @@ private:
                 live[n++] = static_cast<std::uint16_t>(i);
                 bytes += record_total(l.index[i].len);
             }
-        if (bytes > room(l, l.head)) return fail(Errc::nvm_full);
+        // The copies, then a record naming the collected sector, so a reset during its erase
+        // cannot bring back what the half-erased sector still shows (a removed record whose
+        // removal was erased first).
+        const bool mark = l.sectors[victim].sseq != 0;
+        if (bytes + (mark ? record_header_size : 0) > room(l, l.head)) return fail(Errc::nvm_full);
         insertion_sort(std::span(live).first(n), [&](std::uint16_t a, std::uint16_t b) { return l.index[a].offset < l.index[b].offset; });
         for (std::size_t k = 0; k < n; ++k) {
             Entry& e = l.index[live[k]];
@@ -376,6 +384,11 @@ private:
             e.sector = static_cast<std::uint16_t>(l.head);
             e.offset = to;
             l.sectors[l.head].end = to + static_cast<std::uint32_t>(record_total(e.len));
+        }
+        if (mark) {
+            if constexpr (Real)
+                P11TLS_TRY(write_record(sector_base(l.head) + l.sectors[l.head].end, kind_collected, l.sectors[victim].sseq, {}));
+            l.sectors[l.head].end += static_cast<std::uint32_t>(record_header_size);
         }
         const std::uint32_t count = l.sectors[victim].erase_count + 1;
         if constexpr (Real) {
@@ -415,14 +428,20 @@ private:
     }
 
     // Appends a record at the head (room was made) and points the index at it.
+    // Fields and payload, then the commit state.
+    Result<void> write_record(std::size_t at, std::uint8_t kind, RecordId id, std::span<const std::byte> data) {
+        std::byte f[24];
+        encode_fields(f, kind, id, static_cast<std::uint32_t>(data.size()), next_seq_++, detail::crc32(data));
+        P11TLS_TRY(program_padded(at, f));
+        P11TLS_TRY(program_padded(at + record_header_size, data));
+        return program_commit(at + fields_size);
+    }
+
     Result<void> commit(RecordId id, std::uint8_t kind, std::span<const std::byte> data, std::size_t total) {
         const std::size_t s = lay_.head;
         const std::size_t at = sector_base(s) + lay_.sectors[s].end;
-        std::byte f[24];
-        encode_fields(f, kind, id, static_cast<std::uint32_t>(data.size()), next_seq_, detail::crc32(data));
-        auto r = program_padded(at, f);
-        if (r) r = program_padded(at + record_header_size, data);
-        if (r) r = program_commit(at + fields_size);
+        const std::uint32_t seq = next_seq_;
+        auto r = write_record(at, kind, id, data);
         if (!r) {
             broken_ = true;
             return r;
@@ -433,10 +452,9 @@ private:
             if (e) erase_entry(lay_, e);
         } else {
             if (!e) e = insert(lay_, id);  // a free entry was checked for
-            *e = Entry{id, next_seq_, static_cast<std::uint32_t>(at - sector_base(s)), static_cast<std::uint32_t>(data.size()),
+            *e = Entry{id, seq, static_cast<std::uint32_t>(at - sector_base(s)), static_cast<std::uint32_t>(data.size()),
                        static_cast<std::uint16_t>(s), 0};
         }
-        ++next_seq_;
         return {};
     }
 
@@ -496,7 +514,9 @@ private:
             max_seq_ = std::max(max_seq_, f.seq);
             if (!erased(std::span(h + fields_size, align))) {  // committed
                 any = true;
-                if (apply) {
+                if (f.kind == kind_collected) {
+                    if (!apply && collected_count_ < collected_.size()) collected_[collected_count_++] = f.id;
+                } else if (apply) {
                     bool valid = true;
                     if (f.kind == kind_data) {
                         auto crc = payload_crc(base + pos + record_header_size, f.len);
@@ -599,6 +619,22 @@ private:
                 ++report_.damaged_regions;
             }
         }
+        // A sector named by a committed collection record was emptied and its erase cut: its
+        // content is void, whatever the cut erase left of it.
+        collected_count_ = 0;
+        for (std::size_t s = 0; s < SectorCount; ++s)
+            if (lay_.sectors[s].state == State::used) {
+                auto any = scan(s, false);
+                if (!any) return fail(any.error());
+            }
+        for (std::size_t s = 0; s < SectorCount; ++s) {
+            Sector& sec = lay_.sectors[s];
+            if (sec.state != State::used || sec.sseq == 0) continue;
+            if (std::find(collected_.begin(), collected_.begin() + collected_count_, sec.sseq) == collected_.begin() + collected_count_)
+                continue;
+            sec.state = State::blank;
+            report_.gc_finished = true;
+        }
         // Scan sectors in the order they were opened.
         std::array<std::size_t, SectorCount> order;
         std::size_t used = 0;
@@ -666,6 +702,8 @@ private:
     Layout lay_{};
     Layout plan_{};
     std::array<bool, SectorCount> header_known_{};
+    std::array<std::uint32_t, 2 * SectorCount> collected_{};  // sectors named by collection records
+    std::size_t collected_count_ = 0;
     std::uint32_t next_seq_ = 1;
     std::uint32_t max_seq_ = 0;
     std::size_t collections_ = 0;
