@@ -10,6 +10,7 @@
 // This is its own executable (meson test 'powerloss', suite 'powerloss'): a sweep mounts the
 // token three times per cut point.
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -253,10 +254,18 @@ struct Counts {
     std::size_t landed_old = 0, landed_new = 0;
 };
 
+// P11TLS_POWERLOSS_SEED=n runs the sweeps with other workloads (and other tears).
+std::uint64_t seed_offset() {
+    const char* s = std::getenv("P11TLS_POWERLOSS_SEED");
+    return s ? std::strtoull(s, nullptr, 10) : 0;
+}
+
 template <class Rig>
 Counts sweep(std::size_t ops, std::uint64_t seed) {
+    seed += 1000 * seed_offset();
     using Store = typename Rig::Store;
     Rig rig;
+    rig.supply = PowerSupply(seed * 0x9E3779B97F4A7C15ull + 1);
     Counts c;
     Token<Store> tok;
     std::vector<std::string> notes;
@@ -388,12 +397,71 @@ Counts sweep(std::size_t ops, std::uint64_t seed) {
         state = next;
     }
     for (const auto& n : notes) std::printf("powerloss failure: %s\n", n.c_str());
-    std::printf("powerloss store=%s part=%s sectors=%s ops=%zu creates=%zu updates=%zu destroys=%zu cut_points=%zu "
+    std::printf("powerloss store=%s part=%s sectors=%s seed=%llu ops=%zu creates=%zu updates=%zu destroys=%zu cut_points=%zu "
                 "(erases %zu) recovery_cut_points=%zu landed_old=%zu landed_new=%zu failures=%zu\n",
-                Rig::store_name, Rig::name, Rig::sectors().c_str(), c.ops, c.creates, c.updates, c.destroys, c.cut_points, c.erase_cut_points,
+                Rig::store_name, Rig::name, Rig::sectors().c_str(), static_cast<unsigned long long>(seed), c.ops, c.creates, c.updates, c.destroys, c.cut_points, c.erase_cut_points,
                 c.recovery_cut_points, c.landed_old, c.landed_new, c.failures);
     std::fflush(stdout);
     return c;
+}
+
+// Histories with many faults: the workload runs on from whatever a cut left, cuts fall at
+// random operations (also into the repair a remount does), and the state is checked after each.
+template <class Rig>
+std::size_t chaos(std::size_t ops, std::uint64_t seed) {
+    using Store = typename Rig::Store;
+    seed += 1000 * seed_offset();
+    Rig rig;
+    rig.supply = PowerSupply(seed);
+    PowerSupply dice(seed + 1);
+    Token<Store> tok;
+    REQUIRE(code(tok.open(rig)) == no_error);
+    State state;
+    Workload work(seed);
+    std::size_t cuts = 0, failures = 0;
+    for (std::size_t i = 0; i < ops; ++i) {
+        const Op op = work.next(state);
+        const State next = apply_to(state, op);
+        if (dice.random(4) != 0) {
+            if (auto r = tok.run(op); !r) {
+                ++failures;
+                std::printf("chaos failure: op %zu failed without a cut: %s\n", i, describe(r.error().code));
+                REQUIRE(code(tok.open(rig)) == no_error);
+                continue;
+            }
+            state = next;
+            continue;
+        }
+        ++cuts;
+        rig.supply.reset_count();
+        rig.supply.cut_after(dice.random(12));
+        const bool done = static_cast<bool>(tok.run(op));
+        rig.supply.disarm();
+        tok.token.reset();
+        rig.supply.restore();
+        // Sometimes the power goes again while the store repairs itself at mount.
+        while (dice.random(3) == 0) {
+            rig.supply.cut_after(dice.random(6));
+            (void)tok.open(rig);
+            rig.supply.disarm();
+            tok.token.reset();
+            rig.supply.restore();
+        }
+        REQUIRE(code(tok.open(rig)) == no_error);
+        auto got = tok.state();
+        REQUIRE(got);
+        if (tok.token->corrupt_records() != 0 || !(*got == next || (!done && *got == state))) {
+            ++failures;
+            std::printf("chaos failure: op %zu, cut %zu: neither old nor new state\n", i, cuts);
+            state = *got;  // go on from what is there
+            continue;
+        }
+        state = *got;
+    }
+    std::printf("chaos store=%s part=%s sectors=%s seed=%llu ops=%zu cuts=%zu failures=%zu\n", Rig::store_name, Rig::name,
+                Rig::sectors().c_str(), static_cast<unsigned long long>(seed), ops, cuts, failures);
+    std::fflush(stdout);
+    return failures;
 }
 
 constexpr std::size_t workload_ops = 1000;
@@ -435,4 +503,13 @@ TEST_CASE("Power loss at every flash operation under SealedNvm: SPI NOR sectors 
     const Counts c = sweep<SealedRig<FlashRig<parts::SpiNorFlash, 0, 8>>>(workload_ops, 5);
     CHECK(c.ops >= 1000);
     CHECK(c.failures == 0);
+}
+
+TEST_CASE("Power loss, many times over: random cuts in operations and in repairs, on every store", "[powerloss][chaos]") {
+    CHECK(chaos<FlashRig<parts::Stm32f4Flash, 1, 3>>(20000, 11) == 0);
+    CHECK(chaos<FlashRig<parts::Stm32f4Flash, 3, 2>>(20000, 12) == 0);
+    CHECK(chaos<FlashRig<parts::Nrf52840Flash, 248, 8>>(20000, 13) == 0);
+    CHECK(chaos<FlashRig<parts::SpiNorFlash, 0, 4>>(20000, 14) == 0);
+    CHECK(chaos<EepromRig>(20000, 15) == 0);
+    CHECK(chaos<SealedRig<FlashRig<parts::SpiNorFlash, 0, 8>>>(20000, 16) == 0);
 }
