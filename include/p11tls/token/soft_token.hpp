@@ -77,6 +77,7 @@ public:
         for (auto& s : sessions_) end_ops(s);
         mbedtls_platform_zeroize(objects_.data(), sizeof objects_);
         mbedtls_platform_zeroize(&meta_, sizeof meta_);
+        mbedtls_platform_zeroize(scratch_.data(), scratch_.size());
     }
 
     /// Seeds the DRBG and loads the token state and all token objects from the Nvm. Records
@@ -294,6 +295,7 @@ public:
         P11TLS_TRY(check_create_rights(*s, tmpl, *kind));
         P11TLS_TRY(check_values(*kind, tmpl));
 
+        Scrub scrub{scratch_};  // the template may carry key material
         token::AttrWriter w(scratch_);
         token::write_template(w, *kind, tmpl);
         P11TLS_TRY(add_derived(w, *kind));
@@ -368,6 +370,7 @@ public:
                            (a.type == CKA_EXTRACTABLE && c->value[0] == std::byte{0});
             if (!(rule->flags & token::modifiable) && !one_way) return fail(Errc::attribute_read_only);
         }
+        Scrub scrub{scratch_};  // the copy holds the object's secret attributes too
         token::AttrWriter w(scratch_);
         l.for_each([&](const token::AttrList::Entry& e) {
             if (!token::find_in(tmpl, e.type)) w.add(e.type, e.value);
@@ -609,6 +612,12 @@ public:
 
 private:
     enum class Who : std::uint8_t { none, user, so };
+
+    // Zeroizes a working buffer when the scope ends, on every path.
+    struct Scrub {
+        std::span<std::byte> buf;
+        ~Scrub() { mbedtls_platform_zeroize(buf.data(), buf.size()); }
+    };
 
     struct Meta {
         bool initialized = false;
