@@ -189,3 +189,29 @@ init_token() {
     ok "${P11[@]}" --init-token --so-pin "$SO_PIN" --label "$TOKEN_LABEL"
     ok "${P11[@]}" --login --login-type so --so-pin "$SO_PIN" --init-pin --new-pin "$USER_PIN"
 }
+
+# Writes an OpenSSL config FILE that loads the pkcs11 engine on $MODULE with $USER_PIN, and
+# sets ENGINE_SO. Only commands that use the token should get it: with the engine loaded,
+# OpenSSL 3.0's `x509 -req` signing with a software CA key fails.
+write_engine_conf() {
+    local engines_dir
+    engines_dir=$(timeout 10 openssl version -e | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p')
+    ENGINE_SO=$engines_dir/pkcs11.so
+    [[ -f $ENGINE_SO ]] ||
+        die "OpenSSL pkcs11 engine not found at '$ENGINE_SO' (Debian package libengine-pkcs11-openssl)"
+    cat >"$1" <<EOF
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+dynamic_path = $ENGINE_SO
+MODULE_PATH = $MODULE
+PIN = $USER_PIN
+[req]
+distinguished_name = req_dn
+[req_dn]
+EOF
+}

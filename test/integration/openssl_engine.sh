@@ -7,34 +7,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require pkcs11-tool opensc
 require openssl openssl
 
-ENGINES_DIR=$(timeout 10 openssl version -e | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p')
-ENGINE_SO=$ENGINES_DIR/pkcs11.so
-[[ -f $ENGINE_SO ]] ||
-    die "OpenSSL pkcs11 engine not found at '$ENGINE_SO' (Debian package libengine-pkcs11-openssl)"
 
 # Only commands that use the token get this config: with the engine loaded, OpenSSL 3.0's
 # `x509 -req` signing with a software CA key fails ("default_check: command not supported",
 # the same with SoftHSMv2 as the module), so CA work runs with the default config.
-cat >engine.cnf <<EOF
-openssl_conf = openssl_init
-
-[openssl_init]
-engines = engine_section
-
-[engine_section]
-pkcs11 = pkcs11_section
-
-[pkcs11_section]
-engine_id = pkcs11
-dynamic_path = $ENGINE_SO
-MODULE_PATH = $MODULE
-PIN = $USER_PIN
-
-[req]
-distinguished_name = req_dn
-
-[req_dn]
-EOF
+write_engine_conf engine.cnf
 WITH_ENGINE=(env "OPENSSL_CONF=$WORK/engine.cnf")
 # The same through OpenSC's pkcs11-spy, which logs each call the engine makes to the module.
 SPY=/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so

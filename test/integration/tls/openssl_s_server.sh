@@ -7,10 +7,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/tls_lib.sh"
 require pkcs11-tool opensc
 
-ENGINES_DIR=$(timeout 10 openssl version -e | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p')
-ENGINE_SO=$ENGINES_DIR/pkcs11.so
-[[ -f $ENGINE_SO ]] ||
-    die "OpenSSL pkcs11 engine not found at '$ENGINE_SO' (Debian package libengine-pkcs11-openssl)"
 
 step "PKI: a root CA, an unrelated CA, server certificates (EC and RSA) for localhost"
 make_ca ca "p11tls test root"
@@ -24,21 +20,7 @@ init_token
 EC_KEY="Device Priv TLS Key"  # tls_client's default labels
 EC_CERT="Device Cert"
 ok "${P11_USER[@]}" --keypairgen --key-type EC:prime256v1 --label "$EC_KEY" --id 01
-cat >engine.cnf <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_section
-[engine_section]
-pkcs11 = pkcs11_section
-[pkcs11_section]
-engine_id = pkcs11
-dynamic_path = $ENGINE_SO
-MODULE_PATH = $MODULE
-PIN = $USER_PIN
-[req]
-distinguished_name = req_dn
-[req_dn]
-EOF
+write_engine_conf engine.cnf
 ok env "OPENSSL_CONF=$WORK/engine.cnf" openssl req -new -engine pkcs11 -keyform engine \
     -key "pkcs11:object=Device%20Priv%20TLS%20Key;type=private;pin-value=$USER_PIN" -subj "/CN=device-ec/O=p11tls" \
     -out client-ec.csr
