@@ -57,8 +57,9 @@ ok "${P11_USER[@]}" --sign --mechanism ECDSA-SHA384 --id 02 --signature-format o
 # pkcs11-tool 0.23's --read-object --type pubkey cannot build an EVP_PKEY for curves other
 # than P-256 (it fails the same way on SoftHSMv2), so the public key is rebuilt from the
 # CKA_EC_POINT it lists: DER OCTET STRING 04 61 || 04 X Y, behind the P-384 SPKI header.
+# (--list-objects ignores --id: take the point of the 384-bit key, whatever the listing order.)
 ok "${P11[@]}" --list-objects --type pubkey --id 02
-point=$(sed -n 's/^ *EC_POINT: *//p' <<<"$OUT" | head -1)
+point=$(awk '/EC_POINT 384 bits/ { p = 1 } p && /^ *EC_POINT:/ { print $2; exit }' <<<"$OUT")
 [[ $point == 046104* && ${#point} == 198 ]] || die "unexpected P-384 CKA_EC_POINT: '$point'"
 printf '%s%s' 3076301006072a8648ce3d020106052b81040022036200 "${point:4}" | xxd -r -p >p384.pub.der
 ok openssl pkey -pubin -inform DER -in p384.pub.der -out p384.pub.pem
