@@ -498,8 +498,16 @@ private:
         while (pos + record_header_size <= len) {
             P11TLS_TRY(dev_.read(base + pos, h));
             if (erased(h)) {
-                if (!damaged) break;  // the end of the log
-                pos += align;         // after damage, erased bytes may be inside a record
+                if (!damaged) {
+                    // The end of the log, unless bytes follow: stray bytes that a mount skipped
+                    // (check_tail) and the records stored after them, which must be found again.
+                    auto last = last_programmed(s, pos);
+                    if (!last) return fail(last.error());
+                    if (*last == 0) break;
+                    if (apply) ++report_.damaged_regions;
+                    damaged = true;
+                }
+                pos += align;  // after damage, erased bytes may be inside a record
                 continue;
             }
             Fields f;
@@ -552,18 +560,26 @@ private:
     // The head takes new records after its last one: bytes there that are not erased (stray
     // garbage, disturbed cells) must not be programmed over, so the head continues after them.
     Result<void> check_tail(std::size_t s) {
+        auto last = last_programmed(s, lay_.sectors[s].end);
+        if (!last) return fail(last.error());
+        if (*last == 0) return {};
+        ++report_.damaged_regions;
+        lay_.sectors[s].end = static_cast<std::uint32_t>(std::min(sector_len(s), round_up(*last, align)));
+        return {};
+    }
+
+    // The offset just past the last byte of sector `s` from `from` on that is not erased; 0 if
+    // there is none.
+    Result<std::size_t> last_programmed(std::size_t s, std::size_t from) const {
         std::byte buf[256];
         std::size_t last = 0;
-        for (std::size_t at = lay_.sectors[s].end; at < sector_len(s); at += sizeof buf) {
+        for (std::size_t at = from; at < sector_len(s); at += sizeof buf) {
             auto chunk = std::span(buf).first(std::min(sizeof buf, sector_len(s) - at));
             P11TLS_TRY(dev_.read(sector_base(s) + at, chunk));
             for (std::size_t i = 0; i < chunk.size(); ++i)
                 if (chunk[i] != D::erased_value) last = at + i + 1;
         }
-        if (last == 0) return {};
-        ++report_.damaged_regions;
-        lay_.sectors[s].end = static_cast<std::uint32_t>(std::min(sector_len(s), round_up(last, align)));
-        return {};
+        return last;
     }
 
     Result<std::uint32_t> payload_crc(std::size_t at, std::size_t len) {
