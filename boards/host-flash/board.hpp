@@ -133,10 +133,9 @@ public:
         if (path.empty()) return fail(Errc::invalid_argument);
         if (auto slash = path.rfind('/'); slash != std::string::npos && slash != 0)
             P11TLS_TRY(make_dirs(path.substr(0, slash)));
-        int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) return fail(Errc::nvm_io, errno);
-        LockedImageFlash dev(fd);
-        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        Descriptor lock{::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)};
+        if (lock.fd < 0) return fail(Errc::nvm_io, errno);
+        if (::flock(lock.fd, LOCK_EX | LOCK_NB) != 0) {
             const int e = errno;
             if (e == EWOULDBLOCK)
                 std::fprintf(stderr,
@@ -145,34 +144,37 @@ public:
                              path.c_str());
             return fail(Errc::nvm_io, e);
         }
-        P11TLS_TRY(recover_interrupted_creation(fd));
-        const bool created = file_size(fd) == 0;
+        P11TLS_TRY(recover_interrupted_creation(lock.fd));
+        const bool created = file_size(lock.fd) == 0;
         auto image = ImageFlash<FlashPart>::open(path);
         if (!image) return fail(image.error());
         if (created) P11TLS_TRY(sync_directory(path));
-        dev.image_.emplace(std::move(*image));
-        return dev;
+        return LockedImageFlash(std::move(lock), std::move(*image));
     }
 
-    LockedImageFlash(LockedImageFlash&& o) noexcept : lock_fd_(std::exchange(o.lock_fd_, -1)), image_(std::move(o.image_)) {}
-    LockedImageFlash& operator=(LockedImageFlash&& o) noexcept {
-        std::swap(lock_fd_, o.lock_fd_);
-        std::swap(image_, o.image_);
-        return *this;
-    }
-    ~LockedImageFlash() {
-        image_.reset();  // the image's own descriptor first, then the lock
-        if (lock_fd_ >= 0) ::close(lock_fd_);
-    }
-
-    [[nodiscard]] Result<void> read(std::size_t addr, std::span<std::byte> out) noexcept { return image_->read(addr, out); }
+    [[nodiscard]] Result<void> read(std::size_t addr, std::span<std::byte> out) noexcept { return image_.read(addr, out); }
     [[nodiscard]] Result<void> program(std::size_t addr, std::span<const std::byte> in) noexcept {
-        return image_->program(addr, in);
+        return image_.program(addr, in);
     }
-    [[nodiscard]] Result<void> erase(std::size_t sector) noexcept { return image_->erase(sector); }
+    [[nodiscard]] Result<void> erase(std::size_t sector) noexcept { return image_.erase(sector); }
 
 private:
-    explicit LockedImageFlash(int fd) noexcept : lock_fd_(fd) {}
+    // Owns a file descriptor.
+    struct Descriptor {
+        int fd = -1;
+        explicit Descriptor(int f) noexcept : fd(f) {}
+        Descriptor(Descriptor&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+        Descriptor& operator=(Descriptor&& o) noexcept {
+            std::swap(fd, o.fd);
+            return *this;
+        }
+        ~Descriptor() {
+            if (fd >= 0) ::close(fd);
+        }
+    };
+
+    LockedImageFlash(Descriptor lock, ImageFlash<FlashPart> image) noexcept
+        : lock_(std::move(lock)), image_(std::move(image)) {}
 
     static long long file_size(int fd) noexcept {
         struct stat st {};
@@ -220,8 +222,8 @@ private:
         return {};
     }
 
-    int lock_fd_ = -1;
-    std::optional<ImageFlash<FlashPart>> image_;
+    Descriptor lock_;  // declared first: released after the image's own descriptor is closed
+    ImageFlash<FlashPart> image_;
 };
 static_assert(FlashDevice<LockedImageFlash>);
 
