@@ -12,6 +12,7 @@
 
 #include <p11tls/device/power_cut.hpp>
 
+#include "support/nvm_contents.hpp"
 #include "support/nvm_models.hpp"
 #include "support/result.hpp"
 
@@ -20,40 +21,8 @@ using namespace p11tls::test;
 
 namespace {
 
-using Bytes = std::vector<std::byte>;
+using Bytes = RecordBytes;
 using Part = parts::At24lc256;
-
-Bytes pattern(std::size_t n, unsigned seed) {
-    Bytes b(n);
-    for (std::size_t i = 0; i < n; ++i) b[i] = std::byte(static_cast<unsigned char>(i * 37 + seed * 11 + (i >> 8)));
-    return b;
-}
-
-template <class N>
-std::optional<Bytes> load_all(N& nvm, RecordId id, Errc* err = nullptr) {
-    Bytes out(N::max_record_size);
-    auto n = nvm.load(id, out);
-    if (!n) {
-        if (err) *err = n.error().code;
-        return std::nullopt;
-    }
-    out.resize(*n);
-    return out;
-}
-
-template <class N>
-std::map<RecordId, Bytes> contents(N& nvm) {
-    std::vector<RecordId> ids(N::max_records);
-    auto n = nvm.list(ids);
-    REQUIRE(code(n) == no_error);
-    std::map<RecordId, Bytes> all;
-    for (std::size_t i = 0; i < *n; ++i) {
-        auto v = load_all(nvm, ids[i]);
-        REQUIRE(v);
-        all[ids[i]] = *v;
-    }
-    return all;
-}
 
 struct CutRig {
     using Device = PowerCutEeprom<SimEeprom<Part>>;

@@ -12,6 +12,7 @@
 
 #include <p11tls/device/power_cut.hpp>
 
+#include "support/nvm_contents.hpp"
 #include "support/nvm_models.hpp"
 #include "support/result.hpp"
 
@@ -20,40 +21,7 @@ using namespace p11tls::test;
 
 namespace {
 
-using Bytes = std::vector<std::byte>;
-
-Bytes pattern(std::size_t n, unsigned seed) {
-    Bytes b(n);
-    for (std::size_t i = 0; i < n; ++i) b[i] = std::byte(static_cast<unsigned char>(i * 131 + seed * 7 + (i >> 8)));
-    return b;
-}
-
-template <class N>
-std::optional<Bytes> load_all(N& nvm, RecordId id, Errc* err = nullptr) {
-    Bytes out(N::max_record_size);
-    auto n = nvm.load(id, out);
-    if (!n) {
-        if (err) *err = n.error().code;
-        return std::nullopt;
-    }
-    out.resize(*n);
-    return out;
-}
-
-template <class N>
-std::map<RecordId, Bytes> contents(N& nvm) {
-    std::vector<RecordId> ids(N::max_records);
-    auto n = nvm.list(ids);
-    REQUIRE(code(n) == no_error);
-    std::map<RecordId, Bytes> all;
-    for (std::size_t i = 0; i < *n; ++i) {
-        auto v = load_all(nvm, ids[i]);
-        REQUIRE(v);
-        all[ids[i]] = *v;
-    }
-    return all;
-}
-
+using Bytes = RecordBytes;
 // STM32F4 sectors 3 and 4: 16 and 64 KiB.
 using MixedF4Nvm = FlashNvm<SimFlash<parts::Stm32f4Flash>, 3, 2>;
 using TwoSectorNor = FlashNvm<SimFlash<parts::SpiNorFlash>, 0, 2>;

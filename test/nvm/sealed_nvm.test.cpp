@@ -18,6 +18,7 @@
 
 #include <p11tls/nvm/keys.hpp>
 
+#include "support/nvm_contents.hpp"
 #include "support/nvm_models.hpp"
 #include "support/token_fixture.hpp"
 
@@ -26,13 +27,7 @@ using namespace p11tls::test;
 
 namespace {
 
-using Raw = std::vector<std::byte>;
-
-Raw pattern(std::size_t n, unsigned seed) {
-    Raw b(n);
-    for (std::size_t i = 0; i < n; ++i) b[i] = std::byte(static_cast<unsigned char>(i * 29 + seed));
-    return b;
-}
+using Raw = RecordBytes;
 
 /// Whether any `window`-byte run of `needle` occurs in `hay`.
 template <class Hay, class Needle>
