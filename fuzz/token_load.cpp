@@ -2,7 +2,9 @@
 // Fuzz target: SoftToken::load() over a store holding arbitrary records (the token state
 // record, object records, board records), then every object it accepted is read and used.
 //
-// Input: records until the input ends, each {id u8, len u16, bytes}: id 0 is the token state
+// Input: {flags u8} then records until the input ends, each {id u8, len u16, bytes}; flags bit
+// 0 signs with each private key and verifies with each public key (slow: RSA, ECDSA under
+// the sanitizers), so most runs stay fast. Record id 0 is the token state
 // record, 0xFF a board record (0x80000000 + the next byte), anything else an object record id.
 // Invariants: load succeeds or reports nvm_corrupt/token_full; it changes no record (it only
 // writes a fresh state record when there was none); every object record is either an object
@@ -107,6 +109,7 @@ void use_public(FuzzToken& t, CK_ULONG s, CK_ULONG h, CK_KEY_TYPE kt) {
 }
 
 void run(Reader& in) {
+    const bool use_keys = in.u8() & 1;
     auto nvm = std::make_unique<FuzzNvm>();
     while (!in.empty()) {
         const RecordId id = record_id(in, in.u8());
@@ -140,8 +143,8 @@ void run(Reader& in) {
         read_all(*token, *s, hits[i]);
         const CK_ULONG cls = ulong_attr(*token, *s, hits[i], CKA_CLASS);
         const CK_ULONG kt = ulong_attr(*token, *s, hits[i], CKA_KEY_TYPE);
-        if (cls == CKO_PRIVATE_KEY) use_private(*token, *s, hits[i], kt);
-        if (cls == CKO_PUBLIC_KEY) use_public(*token, *s, hits[i], kt);
+        if (use_keys && cls == CKO_PRIVATE_KEY) use_private(*token, *s, hits[i], kt);
+        if (use_keys && cls == CKO_PUBLIC_KEY) use_public(*token, *s, hits[i], kt);
     }
     // Destroying an object removes its record, and nothing else.
     if (*n > 0) {
@@ -160,8 +163,9 @@ void run(Reader& in) {
 
 // --- seeds: the records of tokens that the token API filled ---
 
-void write_store(const std::string& dir, std::string_view name, const FuzzNvm& nvm) {
+void write_store(const std::string& dir, std::string_view name, const FuzzNvm& nvm, bool use_keys = false) {
     Writer w;
+    w.u8(use_keys ? 1 : 0);
     for (const auto& [id, v] : contents(nvm)) {
         if (id >= FuzzToken::first_platform_record) w.u8(0xFF).u8(id & 0xFF);
         else w.u8(id);
@@ -209,6 +213,7 @@ void make_seeds(const std::string& dir) {
         .add(CKA_LABEL, std::string_view("Device Cert")).add(CKA_VALUE, as_bytes(std::span<const std::uint8_t>(cert)));
     must(t->create_object(*s, std::as_const(c).view()), "certificate");
     write_store(dir, "ec-and-cert", t->nvm());
+    write_store(dir, "ec-and-cert-signing", t->nvm(), true);
 
     CK_MECHANISM rsa{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
     token::Template<8, 256> pub, priv;
@@ -221,6 +226,7 @@ void make_seeds(const std::string& dir) {
     static constexpr std::byte board_record[] = {std::byte{1}, std::byte{2}, std::byte{3}};
     must(store->store(FuzzToken::first_platform_record + 1, board_record), "board record");
     write_store(dir, "full", *store);
+    write_store(dir, "full-signing", *store, true);
 }
 
 }  // namespace
