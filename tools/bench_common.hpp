@@ -63,6 +63,57 @@ inline void mb(int ret, const char* what) {
 // Keeps the compiler from dropping or hoisting work whose result is otherwise unused.
 inline void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
 
+// --- command line ---------------------------------------------------------------------------
+
+/// The options the host benchmarks share: `--quick`, `--only NAME` (one of `benchmarks`),
+/// `--dir PARENT` (when `with_dir`), `--help`.
+struct Args {
+    bool quick = false;
+    std::string only;    // empty: every benchmark
+    std::string parent;  // --dir, else $TMPDIR, else /tmp
+    [[nodiscard]] bool want(std::string_view name) const { return only.empty() || only == name; }
+};
+
+/// Parses argv into `args`. `extra(i)` may consume argv[i] (and its value, advancing `i`) for
+/// a program's own options and says whether it did. Returns the exit status when the program
+/// should stop (0 after --help, 2 after a bad argument, with `usage` printed), else -1.
+inline int parse_args(int argc, char** argv, Args& args, void (*usage)(std::FILE*),
+                      std::initializer_list<std::string_view> benchmarks, bool with_dir,
+                      const std::function<bool(int&)>& extra = {}) {
+    if (const char* t = std::getenv("TMPDIR"); t && *t) args.parent = t;
+    else args.parent = "/tmp";
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        if (a == "--quick") {
+            args.quick = true;
+        } else if (with_dir && a == "--dir" && i + 1 < argc) {
+            args.parent = argv[++i];
+        } else if (benchmarks.size() > 0 && a == "--only" && i + 1 < argc) {
+            args.only = argv[++i];
+            if (std::find(benchmarks.begin(), benchmarks.end(), args.only) == benchmarks.end()) {
+                usage(stderr);
+                return 2;
+            }
+        } else if (a == "--help" || a == "-h") {
+            usage(stdout);
+            return 0;
+        } else if (!extra || !extra(i)) {
+            usage(stderr);
+            return 2;
+        }
+    }
+    return -1;
+}
+
+/// Creates the scratch directory under `parent` (removed at exit) and returns it.
+inline const std::string& make_scratch(const std::string& parent) {
+    std::string templ = parent + "/p11tls-bench-XXXXXX";
+    if (!::mkdtemp(templ.data())) die(fmt::format("cannot create a scratch directory under {}", parent));
+    scratch_dir = templ;
+    std::atexit(remove_scratch);
+    return scratch_dir;
+}
+
 // --- timing ---------------------------------------------------------------------------------
 
 struct Plan {

@@ -246,18 +246,9 @@ void usage(std::FILE* to) {
 
 int main(int argc, char** argv) {
     program = "p11tls-bench-nvm";
-    bool quick = false;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        if (a == "--quick") quick = true;
-        else if (a == "--help" || a == "-h") {
-            usage(stdout);
-            return 0;
-        } else {
-            usage(stderr);
-            return 2;
-        }
-    }
+    Args args;
+    if (const int stop = parse_args(argc, argv, args, usage, {}, false); stop >= 0) return stop;
+    const bool quick = args.quick;
     print_build_config(quick);
     const int updates = quick ? 1000 : 10000;
     const Plan mount_plan = quick ? Plan{1, 3, 2} : Plan{3, 15, 10};

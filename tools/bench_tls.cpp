@@ -791,34 +791,12 @@ void usage(std::FILE* to) {
 
 int main(int argc, char** argv) {
     program = "p11tls-bench-tls";
-    bool quick = false;
-    std::string only;
-    std::string parent;
-    if (const char* t = std::getenv("TMPDIR"); t && *t) parent = t;
-    else parent = "/tmp";
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        if (a == "--quick") quick = true;
-        else if (a == "--dir" && i + 1 < argc) parent = argv[++i];
-        else if (a == "--only" && i + 1 < argc) {
-            only = argv[++i];
-            if (only != "handshake" && only != "resumed" && only != "bulk" && only != "heap") {
-                usage(stderr);
-                return 2;
-            }
-        } else if (a == "--help" || a == "-h") {
-            usage(stdout);
-            return 0;
-        } else {
-            usage(stderr);
-            return 2;
-        }
-    }
-
-    std::string templ = parent + "/p11tls-bench-tls-XXXXXX";
-    if (!::mkdtemp(templ.data())) die(fmt::format("cannot create a scratch directory under {}", parent));
-    scratch_dir = templ;
-    std::atexit(remove_scratch);
+    Args args;
+    if (const int stop = parse_args(argc, argv, args, usage, {"handshake", "resumed", "bulk", "heap"}, true); stop >= 0)
+        return stop;
+    const bool quick = args.quick;
+    const std::string& parent = args.parent;
+    make_scratch(parent);
 
     const Plans plans = quick ? Plans{{2, 3, 3}, {2, 3, 3}, {1, 3, 1}, 2u << 20}
                               : Plans{{10, 21, 10}, {10, 21, 10}, {2, 15, 1}, 16u << 20};
@@ -832,7 +810,7 @@ int main(int argc, char** argv) {
     Server server(pki, plans.bulk_bytes);
     print_config(quick, parent, server.port(), plans);
 
-    auto want = [&](std::string_view name) { return only.empty() || only == name; };
+    auto want = [&](std::string_view name) { return args.want(name); };
     // First, while the token has not signed yet: what it caches counts as the session's.
     if (want("heap")) bench_heap(pki, *opened.token, entropy, server.port());
     {

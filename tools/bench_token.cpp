@@ -612,37 +612,17 @@ void usage(std::FILE* to) {
 
 int main(int argc, char** argv) {
     program = "p11tls-bench-token";
-    bool quick = false;
-    std::string only;
     int rsa_runs = 0;
-    std::string parent;
-    if (const char* t = std::getenv("TMPDIR"); t && *t) parent = t;
-    else parent = "/tmp";
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        if (a == "--quick") quick = true;
-        else if (a == "--dir" && i + 1 < argc) parent = argv[++i];
-        else if (a == "--only" && i + 1 < argc) {
-            only = argv[++i];
-            if (only != "sign" && only != "find" && only != "create" && only != "keygen") {
-                usage(stderr);
-                return 2;
-            }
-        }
-        else if (a == "--rsa-runs" && i + 1 < argc && std::atoi(argv[i + 1]) > 0) rsa_runs = std::atoi(argv[++i]);
-        else if (a == "--help" || a == "-h") {
-            usage(stdout);
-            return 0;
-        } else {
-            usage(stderr);
-            return 2;
-        }
-    }
-
-    std::string templ = parent + "/p11tls-bench-XXXXXX";
-    if (!::mkdtemp(templ.data())) die(fmt::format("cannot create a scratch directory under {}", parent));
-    scratch_dir = templ;
-    std::atexit(remove_scratch);
+    Args args;
+    const int stop = parse_args(argc, argv, args, usage, {"sign", "find", "create", "keygen"}, true, [&](int& i) {
+        if (std::string_view(argv[i]) != "--rsa-runs" || i + 1 >= argc || std::atoi(argv[i + 1]) <= 0) return false;
+        rsa_runs = std::atoi(argv[++i]);
+        return true;
+    });
+    if (stop >= 0) return stop;
+    const bool quick = args.quick;
+    const std::string& parent = args.parent;
+    make_scratch(parent);
     FileProvider::store = scratch_dir + "/token";
     const std::string plain_dir = scratch_dir + "/plain";
     if (std::error_code ec; !std::filesystem::create_directory(plain_dir, ec)) die("cannot create " + plain_dir);
@@ -660,7 +640,7 @@ int main(int argc, char** argv) {
     const CK_SESSION_HANDLE fs = open_user_session(file);
     const CK_SESSION_HANDLE rs = open_user_session(ram);
 
-    auto want = [&](std::string_view name) { return only.empty() || only == name; };
+    auto want = [&](std::string_view name) { return args.want(name); };
     if (want("sign")) bench_sign(file, fs, plans.sign, rng);
     if (want("find")) bench_find(ram, rs, plans.find, rng);
     if (want("create")) bench_create(file, fs, plans.create, rng, plain_dir);
