@@ -101,6 +101,7 @@ public:
     [[nodiscard]] static Result<FlashNvm> mount(D dev) {
         FlashNvm nvm(std::move(dev));
         P11TLS_TRY(nvm.do_mount());
+        P11TLS_TRY(nvm.renew_removals());
         return nvm;
     }
 
@@ -616,6 +617,22 @@ private:
                    static_cast<std::uint8_t>((valid ? 0 : corrupt_flag) | (f.kind == kind_removal ? removal_flag : 0) | twin)};
     }
 
+    // Writes again, at the head, the removals do_mount found in sectors with a damaged open
+    // marker, so they outlive every older version of their records. A store too full for them
+    // keeps what it has (mount does not fail for that).
+    Result<void> renew_removals() {
+        for (std::size_t i = 0; i < renew_count_; ++i) {
+            if (find(lay_, renew_[i])) continue;
+            if (auto r = room_for(record_header_size); !r) {
+                if (r.error().code == Errc::nvm_full) return {};
+                return r;
+            }
+            P11TLS_TRY(commit(renew_[i], kind_removal, {}, record_header_size));
+        }
+        renew_count_ = 0;
+        return {};
+    }
+
     Result<void> do_mount(bool may_retry = true) {
         lay_ = Layout{};
         max_seq_ = 0;
@@ -670,10 +687,16 @@ private:
         }
         lay_.next_sseq = max_sseq + 1;
         next_seq_ = max_seq_ + 1;
-        // Drop removals: nothing older than them is left to hide.
+        // Drop removals: nothing older than them is left to hide. Except where a removal is in a
+        // sector whose open marker is damaged: its place in the ring is lost, so a sector kept
+        // after it may hold an older version; renew_removals() writes those again at the head.
         std::size_t kept = 0;
+        renew_count_ = 0;
         for (std::size_t i = 0; i < lay_.count; ++i) {
-            if (lay_.index[i].flags & removal_flag) continue;
+            if (lay_.index[i].flags & removal_flag) {
+                if (lay_.sectors[lay_.index[i].sector].sseq == 0) renew_[renew_count_++] = lay_.index[i].id;
+                continue;
+            }
             report_.corrupt_records += (lay_.index[i].flags & corrupt_flag) ? 1 : 0;
             lay_.index[kept++] = lay_.index[i];
         }
@@ -720,6 +743,8 @@ private:
     std::array<bool, SectorCount> header_known_{};
     std::array<std::uint32_t, 2 * SectorCount> collected_{};  // sectors named by collection records
     std::size_t collected_count_ = 0;
+    std::array<RecordId, MaxRecords> renew_{};  // removals to write again (see do_mount)
+    std::size_t renew_count_ = 0;
     std::uint32_t next_seq_ = 1;
     std::uint32_t max_seq_ = 0;
     std::size_t collections_ = 0;
