@@ -151,6 +151,73 @@ Scan stop_and_scan(std::span<const Secret> secrets) {
     return scan;
 }
 
+namespace {
+// The stack scan's window set: open addressing in static storage, so the scan neither
+// allocates nor moves windows through stack temporaries (which would plant the very bytes it
+// looks for in the region it searches).
+constexpr std::size_t table_bits = 16;
+std::uint64_t table[std::size_t{1} << table_bits];
+
+bool varied(std::uint64_t w) noexcept {
+    unsigned char b[8];
+    std::memcpy(b, &w, 8);
+    return varied(b);
+}
+std::size_t slot_of(std::uint64_t w) noexcept { return (w * 0x9E3779B97F4A7C15ull) >> (64 - table_bits); }
+void insert(std::uint64_t w) noexcept {
+    for (std::size_t i = slot_of(w);; i = (i + 1) & ((std::size_t{1} << table_bits) - 1)) {
+        if (table[i] == w) return;
+        if (table[i] == 0) {
+            table[i] = w;
+            return;
+        }
+    }
+}
+bool contains(std::uint64_t w) noexcept {
+    if (w == 0) return false;  // the empty slot marker; never a window (not varied)
+    for (std::size_t i = slot_of(w);; i = (i + 1) & ((std::size_t{1} << table_bits) - 1)) {
+        if (table[i] == w) return true;
+        if (table[i] == 0) return false;
+    }
+}
+}  // namespace
+
+[[gnu::noinline]] StackScan dead_stack_hits(std::span<const Secret> secrets, std::size_t depth) {
+    std::size_t n = 0;
+    for (const Secret& s : secrets) {
+        const unsigned char* v = s.value.data();
+        const std::size_t size = s.value.size();
+        for (std::size_t i = 0; i + 8 <= size; ++i) {
+            const std::uint64_t be = load64(v + i);
+            if (!varied(be) || n + 2 > (std::size_t{1} << table_bits) / 2) continue;
+            insert(be);
+            insert(__builtin_bswap64(be));  // the same bytes in mpi limb order
+            n += 2;
+        }
+    }
+    // Everything below this frame (after a margin for its own locals and spills) belongs to
+    // calls that have returned.
+    const auto frame = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+    const auto* top = reinterpret_cast<const unsigned char*>(frame - 1024);
+    StackScan scan;
+    for (std::size_t off = 8; off <= depth; ++off) {
+        const std::uint64_t w = load64(top - off);
+        if (!contains(w)) continue;
+        if (scan.hits++ > 0) continue;
+        scan.first_depth = off + 1024;
+        for (std::size_t s = 0; s < secrets.size(); ++s)
+            for (std::size_t i = 0; i + 8 <= secrets[s].value.size(); ++i) {
+                const std::uint64_t be = load64(secrets[s].value.data() + i);
+                if (w == be || w == __builtin_bswap64(be)) {
+                    scan.first_secret = s;
+                    scan.little_endian = w != be;
+                }
+            }
+    }
+    std::memset(table, 0, sizeof table);
+    return scan;
+}
+
 std::size_t count_in_text(std::span<const Secret> secrets, std::string_view text) {
     static constexpr char lower[] = "0123456789abcdef", upper[] = "0123456789ABCDEF";
     std::set<std::string> needles;

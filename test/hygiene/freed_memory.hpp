@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace p11tls::test::hygiene {
@@ -44,6 +45,17 @@ struct Scan {
 void start();
 /// Stops keeping, scans every kept block for `secrets`, releases the blocks.
 [[nodiscard]] Scan stop_and_scan(std::span<const Secret> secrets);
+
+struct StackScan {
+    std::size_t hits = 0;          // matching 8-byte windows
+    std::size_t first_secret = 0;  // index into `secrets` of the first hit
+    std::size_t first_depth = 0;   // its distance below the caller's frame
+    bool little_endian = false;
+};
+/// Hits for `secrets` in the `depth` bytes of stack below the caller's frame (after a 1 KiB
+/// margin for the scan's own frame): frames of calls that have returned, which nothing wipes
+/// unless the code did. Uses no heap.
+[[nodiscard]] StackScan dead_stack_hits(std::span<const Secret> secrets, std::size_t depth);
 
 /// Every 8-byte window of `text` that is one of the secrets' windows in hex (lower or upper
 /// case, big-endian digits) or raw: for captured program output.

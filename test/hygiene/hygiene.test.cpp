@@ -71,6 +71,25 @@ private:
 
 SecretStore secrets;
 
+// Bytes of stack below the test's frame searched after each round of token calls.
+constexpr std::size_t stack_depth = 64 * 1024;
+
+/// What the dead-stack scans found, by round.
+struct StackFindings {
+    int scans = 0;
+    std::size_t hits = 0;
+    std::string found;
+    void note(const hygiene::StackScan& r, const std::vector<hygiene::Secret>& known, std::string what) {
+        ++scans;
+        hits += r.hits;
+        if (r.hits && found.size() < 2000)
+            found += "\n  after " + what + ": " + std::to_string(r.hits) + " windows, first " +
+                     known[r.first_secret].name + (r.little_endian ? " (mpi limbs)" : " (big-endian)") + " " +
+                     std::to_string(r.first_depth) + " bytes below";
+    }
+    [[nodiscard]] std::string text() const { return std::to_string(hits) + " hits" + found; }
+};
+
 std::string describe(const hygiene::Scan& scan) {
     std::string s = std::to_string(scan.blocks) + " freed blocks (" + std::to_string(scan.bytes) + " bytes) searched for " +
                     std::to_string(scan.windows) + " key windows: " + std::to_string(scan.hits.size()) + " hits";
@@ -316,6 +335,18 @@ void touch_attributes(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE
     CHECK(f->C_SetAttributeValue(s, key, &id, 1) == CKR_OK);
 }
 
+// A frame that holds a copy of `key` and returns without wiping it (the store through a
+// volatile pointer keeps the compiler from dropping the copy).
+[[gnu::noinline]] void leave_on_stack(std::span<const unsigned char> key) {
+    unsigned char frame[8192];
+    volatile unsigned char* p = frame;  // the far (deep) end of a large frame
+    for (std::size_t i = 0; i < key.size(); ++i) p[i] = key[i];
+}
+[[gnu::noinline]] void wipe_stack() {
+    unsigned char area[stack_depth + 4096];
+    mbedtls_platform_zeroize(area, sizeof area);
+}
+
 }  // namespace
 
 TEST_CASE("Hygiene: the scanner finds key bytes left in freed memory and in output", "[hygiene]") {
@@ -368,6 +399,14 @@ TEST_CASE("Hygiene: the scanner finds key bytes left in freed memory and in outp
         CHECK(scan.hits.empty());
         CHECK(scan.blocks >= 1);
     }
+    SECTION("a copy left in a returned function's frame is found in the dead stack") {
+        leave_on_stack(key);
+        auto left = hygiene::dead_stack_hits(list, stack_depth);
+        CHECK(left.hits > 0);
+        CHECK(left.first_depth > 4096);
+        wipe_stack();
+        CHECK(hygiene::dead_stack_hits(list, stack_depth).hits == 0);
+    }
     SECTION("key bytes printed in hex are found in captured output") {
         TempDir dir;
         OutputCapture capture(dir.path());
@@ -387,6 +426,10 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory or output after
     FileProvider::dir = dir.path() + "/store";
     CK_FUNCTION_LIST* f = FileModule::function_list();
     int signatures = 0;
+    StackFindings stack;
+    auto note_stack = [&](const hygiene::StackScan& r, const std::vector<hygiene::Secret>& known, std::string what) {
+        stack.note(r, known, std::move(what));
+    };
     std::string output;
 
     hygiene::start();
@@ -420,7 +463,9 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory or output after
                                 {CKA_LABEL, lab.data(), ulen(lab)}, attr(CKA_EC_PARAMS, params),
                                 attr(CKA_EC_POINT, k->point_der), span_attr(CKA_VALUE, k->d)};
             CK_OBJECT_HANDLE h;
+            const auto known = secrets.list();
             REQUIRE(f->C_CreateObject(s, t, 9, &h) == CKR_OK);
+            note_stack(hygiene::dead_stack_hits(known, stack_depth), known, "importing " + lab);
         }
         {
             std::string lab = "imported RSA-2048";
@@ -431,7 +476,9 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory or output after
                                 span_attr(CKA_PRIME_2, rsa.q), span_attr(CKA_EXPONENT_1, rsa.dp),
                                 span_attr(CKA_EXPONENT_2, rsa.dq), span_attr(CKA_COEFFICIENT, rsa.qinv)};
             CK_OBJECT_HANDLE h;
+            const auto known = secrets.list();
             REQUIRE(f->C_CreateObject(s, t, 14, &h) == CKR_OK);
+            note_stack(hygiene::dead_stack_hits(known, stack_depth), known, "importing " + lab);
         }
 
         // Generation inside the token (sensitive, not extractable: defaults).
@@ -455,6 +502,9 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory or output after
                     CKR_OK);
             REQUIRE(FileProvider::current);
             learn_from_store(FileProvider::current->nvm(), lab, name);
+            // The generation's frames lie below learn_from_store's (small) ones.
+            const auto known = secrets.list();
+            note_stack(hygiene::dead_stack_hits(known, stack_depth), known, "generating " + lab);
         }
         REQUIRE(secrets.size() == 2 + 6 + 1 + 1 + 6);
 
@@ -463,7 +513,9 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory or output after
                                                      {"generated P-384", false},  {"generated RSA-2048", true}};
         for (auto [lab, is_rsa] : keys) {
             CK_OBJECT_HANDLE k = find_key(f, s, lab);
+            const auto known = secrets.list();
             signatures += sign_all(f, s, k, is_rsa);
+            note_stack(hygiene::dead_stack_hits(known, stack_depth), known, std::string("signing with ") + lab);
             touch_attributes(f, s, k, is_rsa);
         }
 
@@ -473,7 +525,9 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory or output after
         s = login(f);
         for (auto [lab, is_rsa] : keys) {
             CK_OBJECT_HANDLE k = find_key(f, s, lab);
+            const auto known = secrets.list();
             signatures += sign_all(f, s, k, is_rsa);
+            note_stack(hygiene::dead_stack_hits(known, stack_depth), known, std::string("signing with ") + lab);
             REQUIRE(f->C_DestroyObject(s, k) == CKR_OK);
         }
         REQUIRE(f->C_CloseSession(s) == CKR_OK);
@@ -483,11 +537,14 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory or output after
     const auto list = secrets.list();
     auto scan = hygiene::stop_and_scan(list);
     WARN("Cryptoki: " << list.size() << " secret components of 6 private keys, " << signatures << " signatures; "
-                      << describe(scan) << "; " << output.size() << " bytes of output");
+                      << describe(scan) << "; " << output.size() << " bytes of output; dead stack after " << stack.scans
+                      << " rounds (import, generation, signing): " << stack.text());
     CHECK(scan.lost == 0);
     CHECK(scan.blocks > 1000);
     CHECK(scan.hits.empty());
     CHECK(hygiene::count_in_text(list, output) == 0);
+    CHECK(stack.scans == 3 + 3 + 12);
+    CHECK(stack.hits == 0);
     secrets.wipe();
 }
 
@@ -499,6 +556,10 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory after TLS hands
     TempDir dir;
     std::string messages, output;
     int handshakes = 0;
+    StackFindings stack;
+    auto note_stack = [&](const hygiene::StackScan& r, const std::vector<hygiene::Secret>& known, std::string what) {
+        stack.note(r, known, std::move(what));
+    };
 
     hygiene::start();
     {
@@ -533,7 +594,9 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory after TLS hands
             Pipe<> pipe;
             server.attach(pipe.b);
             tls->attach(pipe.a);
+            const auto known = secrets.list();
             Outcome o = run_handshake(*tls, server);
+            note_stack(hygiene::dead_stack_hits(known, stack_depth), known, "a TLS handshake");
             INFO(tls->error_message());
             REQUIRE(o.client == no_error);
             REQUIRE(o.server == 0);
@@ -565,10 +628,11 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory after TLS hands
     const auto list = secrets.list();
     auto scan = hygiene::stop_and_scan(list);
     WARN("TLS: " << handshakes << " handshakes signed by the token (EC P-256, RSA-2048); " << describe(scan)
-                 << "; error messages: " << messages);
+                 << "; dead stack after the handshakes: " << stack.text() << "; error messages: " << messages);
     CHECK(handshakes == 2);
     CHECK(scan.lost == 0);
     CHECK(scan.hits.empty());
     CHECK(hygiene::count_in_text(list, output + messages) == 0);
+    CHECK(stack.hits == 0);
     secrets.wipe();
 }
