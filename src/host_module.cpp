@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// libp11tls-pkcs11.so: the host board's SoftToken as a PKCS#11 module. The token lives in the
-// directory named by P11TLS_STORE (see p11tls::board::store_directory for the default).
+// libp11tls-pkcs11.so: a hosted board's SoftToken as a PKCS#11 module (boards host and
+// host-flash). The token lives where P11TLS_STORE says: the record files of the host board, or
+// host-flash's flash image (see p11tls::board::store_directory for the default).
 #include <p11tls/board.hpp>
 #include <p11tls/cryptoki/module.hpp>
 
