@@ -10,10 +10,12 @@
 //
 // The test keeps its own copies of the keys in static storage (never the heap) and wipes them.
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -22,6 +24,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <mbedtls/base64.h>
 #include <mbedtls/platform_util.h>
 
 #include <p11tls/cryptoki/module.hpp>
@@ -634,5 +637,131 @@ TEST_CASE("Hygiene: no private key byte survives in freed memory after TLS hands
     CHECK(scan.hits.empty());
     CHECK(hygiene::count_in_text(list, output + messages) == 0);
     CHECK(stack.hits == 0);
+    secrets.wipe();
+}
+
+namespace {
+
+/// Runs the provisioning CLI with `args` (shell words), appends what it printed to `out`, and
+/// returns its exit code.
+int run_cli(const std::string& cli, const std::string& dir, const std::string& args, std::string& out) {
+    const std::string log = dir + "/cli.out";
+    const std::string cmd = "'" + cli + "' " + args + " >'" + log + "' 2>&1";
+    const int status = std::system(cmd.c_str());
+    std::FILE* fp = std::fopen(log.c_str(), "rb");
+    REQUIRE(fp);
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, fp)) > 0;) out.append(buf, n);
+    std::fclose(fp);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/// Writes `pk` as a PEM private key file and returns the file's text.
+std::string write_key_pem(mbedtls_pk_context* pk, const std::string& path) {
+    static unsigned char pem[8192];  // static: not the heap
+    REQUIRE(mbedtls_pk_write_key_pem(pk, pem, sizeof pem) == 0);
+    std::string text(reinterpret_cast<const char*>(pem));
+    mbedtls_platform_zeroize(pem, sizeof pem);
+    std::FILE* fp = std::fopen(path.c_str(), "wb");
+    REQUIRE(fp);
+    REQUIRE(std::fwrite(text.data(), 1, text.size(), fp) == text.size());
+    std::fclose(fp);
+    return text;
+}
+
+/// The base64 lines of a PEM body that encode secret bytes (8 or more bytes of a secret
+/// component in a row): what a program echoing the key file would print. Lines that carry
+/// only public parts (the EC point, the modulus) are left out: the CLI prints those.
+std::vector<std::string> secret_pem_lines(const std::string& pem, std::span<const hygiene::Secret> known) {
+    std::vector<std::string> lines;
+    std::size_t pos = 0;
+    while (pos < pem.size()) {
+        std::size_t end = pem.find('\n', pos);
+        if (end == std::string::npos) end = pem.size();
+        const std::string line = pem.substr(pos, end - pos);
+        pos = end + 1;
+        if (line.empty() || line.rfind("-----", 0) == 0) continue;
+        unsigned char raw[64];
+        std::size_t n = 0;
+        REQUIRE(mbedtls_base64_decode(raw, sizeof raw, &n, reinterpret_cast<const unsigned char*>(line.data()), line.size()) == 0);
+        bool secret = false;
+        for (const auto& k : known)
+            for (std::size_t i = 0; i + 8 <= k.value.size() && !secret; ++i)
+                for (std::size_t j = 0; j + 8 <= n && !secret; ++j) secret = std::memcmp(raw + j, k.value.data() + i, 8) == 0;
+        mbedtls_platform_zeroize(raw, sizeof raw);
+        if (secret) lines.push_back(line);
+    }
+    return lines;
+}
+
+}  // namespace
+
+TEST_CASE("Hygiene: p11tls-provision prints no private key bytes while importing and using keys", "[hygiene][provision]") {
+    using namespace p11tls::test::tls;
+    const char* cli = std::getenv("P11TLS_PROVISION");
+    INFO("P11TLS_PROVISION names the built p11tls-provision (meson test sets it)");
+    REQUIRE(cli != nullptr);
+    secrets.wipe();
+    TempDir dir;
+    TestRng rng;
+    auto ec = generate_key(KeyKind::p256, rng);
+    auto rsa = generate_key(KeyKind::rsa2048, rng);
+    {
+        const mbedtls_ecp_keypair* k = mbedtls_pk_ec(*ec->get());
+        auto d = secrets.add("imported P-256 d (CLI)", mbedtls_mpi_size(&k->d));
+        REQUIRE(mbedtls_mpi_write_binary(&k->d, d.data(), d.size()) == 0);
+        const mbedtls_rsa_context* r = mbedtls_pk_rsa(*rsa->get());
+        const std::pair<const mbedtls_mpi*, const char*> parts[] = {{&r->D, " d"},  {&r->P, " p"},   {&r->Q, " q"},
+                                                                    {&r->DP, " dp"}, {&r->DQ, " dq"}, {&r->QP, " qinv"}};
+        for (auto [x, suffix] : parts) {
+            auto v = secrets.add(std::string("imported RSA-2048 (CLI)") + suffix, mbedtls_mpi_size(x));
+            REQUIRE(mbedtls_mpi_write_binary(x, v.data(), v.size()) == 0);
+        }
+    }
+    const auto known = secrets.list();
+    std::vector<std::string> needles = secret_pem_lines(write_key_pem(ec->get(), dir.path() + "/ec.key"), known);
+    for (auto& l : secret_pem_lines(write_key_pem(rsa->get(), dir.path() + "/rsa.key"), known)) needles.push_back(l);
+    REQUIRE(needles.size() > 15);  // the RSA key's d, p, q, dp, dq, qinv span most of its lines
+    {
+        std::FILE* fp = std::fopen((dir.path() + "/broken.key").c_str(), "wb");
+        REQUIRE(fp);
+        std::fputs("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkq\n-----END EC PRIVATE KEY-----\n", fp);
+        std::fclose(fp);
+    }
+
+    const std::string store = "--store '" + dir.path() + "/store'";
+    const std::string pin = " --pin " + std::string(user_pin);
+    std::string out;
+    CHECK(run_cli(cli, dir.path(), "init " + store + " --label hygiene --so-pin " + std::string(so_pin) + pin, out) == 0);
+    CHECK(run_cli(cli, dir.path(), "import-key '" + dir.path() + "/ec.key' " + store + pin + " --label 'ec key' --id 01", out) == 0);
+    CHECK(run_cli(cli, dir.path(), "import-key '" + dir.path() + "/rsa.key' " + store + pin + " --label 'rsa key' --public-label 'rsa pub' --id 02", out) == 0);
+    // Refusals print a reason: a label in use, a broken file.
+    CHECK(run_cli(cli, dir.path(), "import-key '" + dir.path() + "/ec.key' " + store + pin + " --label 'ec key' --id 01", out) != 0);
+    CHECK(run_cli(cli, dir.path(), "import-key '" + dir.path() + "/broken.key' " + store + pin, out) != 0);
+    CHECK(run_cli(cli, dir.path(), "list " + store + pin, out) == 0);
+    CHECK(run_cli(cli, dir.path(), "list --json " + store + pin, out) == 0);
+    CHECK(run_cli(cli, dir.path(), "csr " + store + pin + " --key-label 'ec key' --subject CN=hygiene", out) == 0);
+    CHECK(run_cli(cli, dir.path(), "csr --json " + store + pin + " --key-label 'rsa key' --public-label 'rsa pub' --subject CN=hygiene", out) == 0);
+    CHECK(run_cli(cli, dir.path(), "delete " + store + pin + " --id 01", out) == 0);
+
+    const auto& list = known;
+    std::size_t pem_hits = 0;
+    for (const std::string& l : needles)
+        if (out.find(l) != std::string::npos) {
+            ++pem_hits;
+            WARN("the output holds the key file line " << l);
+        }
+    WARN("p11tls-provision: 10 runs printed " << out.size() << " bytes; searched for " << list.size()
+                                              << " secret components (raw, hex) and " << needles.size()
+                                              << " base64 lines of the key files that encode them");
+    CHECK(out.find("BEGIN CERTIFICATE REQUEST") != std::string::npos);  // the runs did their work
+    CHECK(hygiene::count_in_text(list, out) == 0);
+    CHECK(pem_hits == 0);
+    // The search would see the key files themselves.
+    std::string ec_text;
+    CHECK(run_cli("cat", dir.path(), "'" + dir.path() + "/ec.key'", ec_text) == 0);
+    std::size_t self = 0;
+    for (const std::string& l : needles) self += ec_text.find(l) != std::string::npos;
+    CHECK(self > 0);
     secrets.wipe();
 }
