@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Token-backed mbedTLS keys, certificate parsing and the meaning of TLS failures.
+// Token-backed mbedTLS keys, certificate parsing and the meaning of TLS failures (the sentences
+// for people are in detail/mbedtls/tls_text.hpp).
 #include <cstdio>
 #include <cstring>
 
-#include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk_internal.h>
@@ -156,6 +156,63 @@ std::size_t ecdsa_raw_to_der(std::span<const std::byte> rs, std::span<std::byte>
     return total;
 }
 
+namespace {
+
+// True if `pk` is the public key `pub` of a `type` key (see leaf_first).
+bool holds(const mbedtls_pk_context& pk, CK_KEY_TYPE type, std::span<const std::byte> pub) {
+    unsigned char mine[512];
+    std::size_t len = 0;
+    if (type == CKK_EC) {
+        if (mbedtls_pk_get_type(&pk) != MBEDTLS_PK_ECKEY) return false;
+        const mbedtls_ecp_keypair* ec = mbedtls_pk_ec(pk);
+        if (mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &len, mine, sizeof mine) != 0)
+            return false;
+    } else {
+        if (mbedtls_pk_get_type(&pk) != MBEDTLS_PK_RSA) return false;
+        const mbedtls_rsa_context* rsa = mbedtls_pk_rsa(pk);
+        len = mbedtls_rsa_get_len(rsa);
+        if (len > sizeof mine || mbedtls_mpi_write_binary(&rsa->N, mine, len) != 0) return false;
+    }
+    return len == pub.size() && std::memcmp(mine, pub.data(), len) == 0;
+}
+
+mbedtls_x509_crt& nth(mbedtls_x509_crt& chain, std::size_t i) {
+    mbedtls_x509_crt* c = &chain;
+    while (i--) c = c->next;
+    return *c;
+}
+
+// Exchanges two certificates' places in their chain. A parsed certificate points only into
+// its own heap buffers, never into itself, so its struct can move.
+void swap_places(mbedtls_x509_crt& a, mbedtls_x509_crt& b) {
+    mbedtls_x509_crt* const a_next = a.next;
+    mbedtls_x509_crt* const b_next = b.next;
+    mbedtls_x509_crt t;
+    std::memcpy(&t, &a, sizeof t);
+    std::memcpy(&a, &b, sizeof a);
+    std::memcpy(&b, &t, sizeof b);
+    a.next = a_next;
+    b.next = b_next;
+    mbedtls_platform_zeroize(&t, sizeof t);
+}
+
+}  // namespace
+
+bool leaf_first(mbedtls_x509_crt& chain, CK_KEY_TYPE type, std::span<const std::byte> pub) noexcept {
+    if (type != CKK_EC && type != CKK_RSA) return false;
+    if (pub.empty())
+        return chain.raw.p != nullptr &&
+               mbedtls_pk_get_type(&chain.pk) == (type == CKK_EC ? MBEDTLS_PK_ECKEY : MBEDTLS_PK_RSA);
+    std::size_t at = 0;
+    for (mbedtls_x509_crt* c = &chain; c != nullptr && c->raw.p != nullptr; c = c->next, ++at) {
+        if (!holds(c->pk, type, pub)) continue;
+        // One place forward at a time: the certificates it passes keep their order.
+        for (; at > 0; --at) swap_places(nth(chain, at - 1), nth(chain, at));
+        return true;
+    }
+    return false;
+}
+
 bool handshake_resuming(const mbedtls_ssl_context& ssl) noexcept {
     return ssl.handshake != nullptr && ssl.handshake->resume != 0;
 }
@@ -181,139 +238,78 @@ Result<void> parse_certs(mbedtls_x509_crt& chain, std::span<const std::byte> dat
     return {};
 }
 
+int transport_ret(Errc code, bool sending) noexcept {
+    switch (code) {
+    case Errc::would_block: return sending ? MBEDTLS_ERR_SSL_WANT_WRITE : MBEDTLS_ERR_SSL_WANT_READ;
+    case Errc::timeout: return MBEDTLS_ERR_SSL_TIMEOUT;
+    case Errc::connection_closed: return MBEDTLS_ERR_SSL_CONN_EOF;
+    default: return sending ? MBEDTLS_ERR_NET_SEND_FAILED : MBEDTLS_ERR_NET_RECV_FAILED;
+    }
+}
+
+Unexpected note_failure(std::span<char> msg, Error e, const char* text, const char* detail) noexcept {
+    if (!text)
+        std::snprintf(msg.data(), msg.size(), "TLS error 0x%04x, native %ld", static_cast<unsigned>(e.code),
+                      static_cast<long>(e.native));
+    else if (detail)
+        std::snprintf(msg.data(), msg.size(), "%s: %s", text, detail);
+    else
+        std::snprintf(msg.data(), msg.size(), "%s", text);
+    return fail(e);
+}
+
 namespace {
 
-const char* alert_text(int alert) {
-    switch (alert) {
-    case MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE: return "handshake_failure (no cipher suite, curve or signature algorithm in common)";
-    case MBEDTLS_SSL_ALERT_MSG_BAD_CERT: return "bad_certificate (the server rejected our certificate)";
-    case MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT: return "unsupported_certificate";
-    case MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED: return "certificate_revoked";
-    case MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED: return "certificate_expired";
-    case MBEDTLS_SSL_ALERT_MSG_CERT_UNKNOWN: return "certificate_unknown (the server rejected our certificate)";
-    case MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA: return "unknown_ca (the server does not trust our certificate's issuer)";
-    case MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED: return "access_denied";
-    case MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR: return "decrypt_error (our signature did not verify)";
-    case MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION: return "protocol_version (no TLS version in common)";
-    case MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY: return "insufficient_security";
-    case MBEDTLS_SSL_ALERT_MSG_INTERNAL_ERROR: return "internal_error";
-    case MBEDTLS_SSL_ALERT_MSG_UNRECOGNIZED_NAME: return "unrecognized_name (server does not know the SNI name)";
-    case MBEDTLS_SSL_ALERT_MSG_NO_APPLICATION_PROTOCOL: return "no_application_protocol (ALPN)";
-    case 116: return "certificate_required (the server requires a client certificate)";
-    default: return nullptr;
-    }
-}
-
-void verify_text(std::uint32_t flags, std::string_view name, std::span<char> msg) {
-    struct Flag {
-        std::uint32_t bit;
-        const char* text;
-    };
-    static constexpr Flag table[] = {
-        {MBEDTLS_X509_BADCERT_NOT_TRUSTED, "unknown issuer (not signed by a configured root CA)"},
-        {MBEDTLS_X509_BADCERT_CN_MISMATCH, "name mismatch"},
-        {MBEDTLS_X509_BADCERT_EXPIRED, "expired"},
-        {MBEDTLS_X509_BADCERT_FUTURE, "not yet valid"},
-        {MBEDTLS_X509_BADCERT_REVOKED, "revoked"},
-        {MBEDTLS_X509_BADCERT_BAD_MD, "signed with a refused hash (only SHA-2 is accepted)"},
-        {MBEDTLS_X509_BADCERT_BAD_PK, "key type refused"},
-        {MBEDTLS_X509_BADCERT_BAD_KEY, "key too weak (RSA < 2048 or curve other than P-256/P-384)"},
-        {MBEDTLS_X509_BADCERT_KEY_USAGE, "key usage does not allow TLS server authentication"},
-        {MBEDTLS_X509_BADCERT_EXT_KEY_USAGE, "extended key usage does not allow TLS server authentication"},
-        {MBEDTLS_X509_BADCERT_MISSING, "no certificate sent"},
-        {MBEDTLS_X509_BADCERT_SKIP_VERIFY, "verification skipped"},
-        {MBEDTLS_X509_BADCERT_OTHER, "other error"},
-    };
-    // A name mismatch alone is named as such; anything else means the chain is not trusted.
-    const bool name_only = (flags & ~static_cast<std::uint32_t>(MBEDTLS_X509_BADCERT_CN_MISMATCH)) == 0;
-    int n = std::snprintf(msg.data(), msg.size(), name_only ? "server certificate name mismatch:" : "server certificate not trusted:");
-    bool first = true;
-    for (const Flag& f : table) {
-        if (!(flags & f.bit) || n < 0 || static_cast<std::size_t>(n) >= msg.size()) continue;
-        if (f.bit == MBEDTLS_X509_BADCERT_CN_MISMATCH)
-            n += std::snprintf(msg.data() + n, msg.size() - n, "%s certificate does not name '%.*s'", first ? "" : ";",
-                               static_cast<int>(name.size()), name.data());
-        else
-            n += std::snprintf(msg.data() + n, msg.size() - n, "%s %s", first ? "" : ";", f.text);
-        first = false;
-    }
-}
+// mbedTLS codes that mean one Errc each (every mbedTLS code fits in 16 bits).
+struct Meaning {
+    std::int16_t ret;
+    Errc code;
+};
+constexpr Meaning meanings[] = {
+    {MBEDTLS_ERR_SSL_WANT_READ, Errc::would_block},
+    {MBEDTLS_ERR_SSL_WANT_WRITE, Errc::would_block},
+    {MBEDTLS_ERR_SSL_TIMEOUT, Errc::timeout},
+    {MBEDTLS_ERR_SSL_CONN_EOF, Errc::connection_closed},
+    {MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY, Errc::connection_closed},
+    {MBEDTLS_ERR_NET_CONN_RESET, Errc::connection_closed},
+    {MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN, Errc::tls_no_shared_cipher},
+    {MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE, Errc::tls_no_shared_cipher},
+    {MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION, Errc::tls_no_shared_cipher},
+    {MBEDTLS_ERR_PK_HW_ACCEL_FAILED, Errc::tls_signing_failed},
+    {MBEDTLS_ERR_SSL_INVALID_RECORD, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_INVALID_MAC, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_HS_SERVER_HELLO, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE_REQUEST, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_HS_SERVER_KEY_EXCHANGE, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_HS_SERVER_HELLO_DONE, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_HS_FINISHED, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_HS_CHANGE_CIPHER_SPEC, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_HS_NEW_SESSION_TICKET, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_INPUT_DATA, Errc::tls_bad_message},
+    {MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO, Errc::tls_bad_message},
+};
 
 }  // namespace
 
-Error describe_tls_failure(const TlsFailure& f, std::span<char> msg) noexcept {
-    auto say = [&](const char* fmt, auto... args) { std::snprintf(msg.data(), msg.size(), fmt, args...); };
-    if (f.transport.code != Errc{} &&
-        (f.ret == MBEDTLS_ERR_SSL_WANT_READ || f.ret == MBEDTLS_ERR_SSL_WANT_WRITE || f.ret == MBEDTLS_ERR_SSL_TIMEOUT ||
-         f.ret == MBEDTLS_ERR_SSL_CONN_EOF || f.ret == MBEDTLS_ERR_NET_RECV_FAILED || f.ret == MBEDTLS_ERR_NET_SEND_FAILED)) {
-        if (f.transport.code == Errc::connection_closed)
-            say("connection closed by the server during the TLS exchange");
-        else
-            say("transport: %s", describe(f.transport.code));
-        return f.transport;
-    }
-    switch (f.ret) {
-    case MBEDTLS_ERR_SSL_WANT_READ:
-    case MBEDTLS_ERR_SSL_WANT_WRITE: say("operation would block"); return {Errc::would_block, f.ret};
-    case MBEDTLS_ERR_SSL_TIMEOUT: say("timed out waiting for the server"); return {Errc::timeout, f.ret};
-    case MBEDTLS_ERR_SSL_CONN_EOF:
-    case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
-    case MBEDTLS_ERR_NET_CONN_RESET: say("connection closed by the server"); return {Errc::connection_closed, f.ret};
-    case MBEDTLS_ERR_X509_CERT_VERIFY_FAILED: {
-        verify_text(f.verify_flags, f.server_name, msg);
+Error classify_tls_failure(const TlsFailure& f) noexcept {
+    if (f.transport_caused()) return f.transport;
+    if (f.ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
         if (f.verify_flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) return {Errc::tls_untrusted, f.ret};
         if (f.verify_flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) return {Errc::tls_hostname_mismatch, f.ret};
         if (f.verify_flags & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE)) return {Errc::tls_cert_expired, f.ret};
         return {Errc::tls_untrusted, f.ret};
     }
-    case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
-        if (f.alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE && f.suite_agreed) {
-            // After the ServerHello the suite is settled: OpenSSL sends this for a missing or
-            // refused client certificate.
-            say("server sent fatal alert handshake_failure after agreeing on a cipher suite (it requires a client "
-                "certificate, or refused ours or our signature)");
-            return {Errc::tls_peer_alert, f.ret};
-        }
-        const char* t = alert_text(f.alert);
-        if (t) say("server sent fatal alert %s", t);
-        else say("server sent fatal alert %d", f.alert);
-        bool cipher = f.alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE || f.alert == MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION ||
-                      f.alert == MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY;
+    if (f.ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
+        const bool cipher = !f.refused_after_hello() && (f.alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE ||
+                                                         f.alert == MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION ||
+                                                         f.alert == MBEDTLS_SSL_ALERT_MSG_INSUFFICIENT_SECURITY);
         return {cipher ? Errc::tls_no_shared_cipher : Errc::tls_peer_alert, f.ret};
     }
-    case MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN:
-    case MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE:
-    case MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION:
-        say("no cipher suite or TLS version in common with the server (TLS 1.2 with ECDHE and AES-GCM is offered)");
-        return {Errc::tls_no_shared_cipher, f.ret};
-    case MBEDTLS_ERR_PK_HW_ACCEL_FAILED:
-        say("the token could not sign the handshake");
-        return {Errc::tls_signing_failed, f.ret};
-    case MBEDTLS_ERR_SSL_INVALID_RECORD:
-    case MBEDTLS_ERR_SSL_INVALID_MAC:
-    case MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE:
-    case MBEDTLS_ERR_SSL_BAD_HS_SERVER_HELLO:
-    case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE:
-    case MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE_REQUEST:
-    case MBEDTLS_ERR_SSL_BAD_HS_SERVER_KEY_EXCHANGE:
-    case MBEDTLS_ERR_SSL_BAD_HS_SERVER_HELLO_DONE:
-    case MBEDTLS_ERR_SSL_BAD_HS_FINISHED:
-    case MBEDTLS_ERR_SSL_BAD_HS_CHANGE_CIPHER_SPEC:
-    case MBEDTLS_ERR_SSL_BAD_HS_NEW_SESSION_TICKET:
-    case MBEDTLS_ERR_SSL_BAD_INPUT_DATA:
-    case MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO: {
-        char detail[96];
-        mbedtls_strerror(f.ret, detail, sizeof detail);
-        say("malformed or unexpected message from the server (%s)", detail);
-        return {Errc::tls_bad_message, f.ret};
-    }
-    default: {
-        char detail[96];
-        mbedtls_strerror(f.ret, detail, sizeof detail);
-        say("TLS handshake failed: %s", detail);
-        return {Errc::tls_handshake_failed, f.ret};
-    }
-    }
+    for (const Meaning& m : meanings)
+        if (m.ret == f.ret) return {m.code, f.ret};
+    return {Errc::tls_handshake_failed, f.ret};
 }
 
 }  // namespace p11tls::detail::mbed

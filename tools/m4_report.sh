@@ -11,7 +11,9 @@
 #   server-only   the server alone
 # .text of the TLS layer = (p11tls - p11tls-token) - (plain - server-only): what TlsSession and
 # its glue add over a plain mbedTLS client. The token and its store (p11tls-token - server-only)
-# are reported separately. Instructions are the client's handshake steps only, counted by the
+# are reported separately. Like with like: the board's mbedTLS has no error strings
+# (MBEDTLS_ERROR_STRERROR_DUMMY) and its TlsConfig no error sentences (error_texts = false);
+# each client image prints error_texts (1 when its failures come with texts for people). Instructions are the client's handshake steps only, counted by the
 # CMSDK timer under -icount shift=0 (a 25 MHz tick is 40 instructions); heap is the client's
 # mbedTLS calloc peak (requested bytes) from configuration to the end of the handshake; stack
 # is the client's high-water mark during the handshake (the server runs on another stack).

@@ -130,8 +130,11 @@ static_assert(p11tls::Token<Token>);
 
 /// 4 KiB records both ways (mbedtls_config.h sizes the buffers): the client asks the server
 /// for max_fragment_length 4096, so a server that honours it never sends a larger record.
+/// No error sentences (as mbedtls_config.h has no mbedTLS error strings): failures keep their
+/// Errc and native code, and error_message() prints those numbers.
 struct TlsConfig : tls::TlsConfig {
     static constexpr unsigned char max_fragment_length = MBEDTLS_SSL_MAX_FRAG_LEN_4096;
+    static constexpr bool error_texts = false;
     static_assert(MBEDTLS_SSL_IN_CONTENT_LEN >= 4096 && MBEDTLS_SSL_OUT_CONTENT_LEN >= 4096);
 };
 

@@ -199,6 +199,107 @@ TEST_CASE("the root CA may come as PEM bytes instead of a token object", "[tls]"
     CHECK(o.server == 0);
 }
 
+/// A CA below the test root and a certificate it issued for the token's P-256 key: the chain
+/// a device gets from a provisioning CA that is not the root.
+struct Chain {
+    Bytes intermediate, leaf;
+};
+const Chain& p256_chain() {
+    static const Chain chain = [] {
+        World& w = world();
+        static const char* const intermediate_name = "CN=p11tls test intermediate,O=p11tls";
+        static std::unique_ptr<Pk> key = generate_key(KeyKind::p256, w.rng);
+        Chain c;
+        c.intermediate = issue({intermediate_name, key->get(), ca_name, w.ca_key->get(), true, 40}, w.rng);
+        c.leaf = issue({"CN=device chained,O=p11tls", w.client(KeyKind::p256).public_key->get(), intermediate_name,
+                        key->get(), false, 41},
+                       w.rng);
+        return c;
+    }();
+    return chain;
+}
+
+Bytes pem_of(const Bytes& der) {
+    unsigned char pem[4096];
+    std::size_t len = 0;
+    REQUIRE(mbedtls_pem_write_buffer("-----BEGIN CERTIFICATE-----\n", "-----END CERTIFICATE-----\n", der.data(), der.size(),
+                                     pem, sizeof pem, &len) == 0);
+    return Bytes(pem, pem + len - 1);  // without the NUL mbedTLS counts
+}
+
+TEST_CASE("a client certificate chain the token lists CA first goes out leaf first", "[tls]") {
+    const Chain& chain = p256_chain();
+    MbedServer server;  // trusts only the root: it needs the intermediate from us
+    Client c;
+    CK_ULONG s = c.token.login_session;
+    // Token order: the CA certificate was imported before the device's own.
+    REQUIRE(code(c.token.token->create_object(s, certificate_template(chain.intermediate, "chain cert"))) == no_error);
+    REQUIRE(code(c.token.token->create_object(s, certificate_template(chain.leaf, "chain cert"))) == no_error);
+    c.cred.cert_label = "chain cert";
+    auto pipe = std::make_unique<Pipe<>>();
+    Outcome o = connect(c, server, *pipe);
+    INFO(c.message());
+    REQUIRE(o.client == no_error);
+    REQUIRE(o.server == 0);
+    CHECK(server.verify_result() == 0);
+    REQUIRE(server.peer_cert() != nullptr);
+    CHECK(same_der(server.peer_cert(), chain.leaf));
+    CHECK(same_der(server.peer_cert()->next, chain.intermediate));
+    CHECK(server.peer_cert()->next->next == nullptr);
+    CHECK(c->token_signatures() == 1);
+}
+
+TEST_CASE("a PEM client chain puts the key's certificate first and keeps the others' order", "[tls]") {
+    World& w = world();
+    const Chain& chain = p256_chain();
+    struct Case {
+        const char* what;
+        std::vector<const Bytes*> given, sent;
+    };
+    const Case cases[] = {
+        {"leaf first already", {&chain.leaf, &chain.intermediate}, {&chain.leaf, &chain.intermediate}},
+        {"leaf last", {&chain.intermediate, &chain.leaf}, {&chain.leaf, &chain.intermediate}},
+        {"leaf between root and intermediate", {&w.ca_cert, &chain.leaf, &chain.intermediate},
+         {&chain.leaf, &w.ca_cert, &chain.intermediate}},
+        {"leaf after root and intermediate", {&w.ca_cert, &chain.intermediate, &chain.leaf},
+         {&chain.leaf, &w.ca_cert, &chain.intermediate}},
+    };
+    for (const Case& k : cases) {
+        INFO(k.what);
+        Bytes pem;
+        for (const Bytes* der : k.given) {
+            Bytes one = pem_of(*der);
+            pem.insert(pem.end(), one.begin(), one.end());
+        }
+        MbedServer server;
+        Client c;
+        c.cred.cert_data = as_span(pem);
+        auto pipe = std::make_unique<Pipe<>>();
+        Outcome o = connect(c, server, *pipe);
+        INFO(c.message());
+        REQUIRE(o.client == no_error);
+        REQUIRE(o.server == 0);
+        const mbedtls_x509_crt* got = server.peer_cert();
+        for (const Bytes* der : k.sent) {
+            CHECK(same_der(got, *der));
+            got = got ? got->next : nullptr;
+        }
+        CHECK(got == nullptr);
+    }
+}
+
+TEST_CASE("a chain without the token key's certificate is a key/certificate mismatch", "[tls]") {
+    World& w = world();
+    const Chain& chain = p256_chain();
+    Bytes pem = pem_of(chain.intermediate);
+    Bytes other = pem_of(w.server_ec_cert);
+    pem.insert(pem.end(), other.begin(), other.end());
+    Client c;
+    c.cred.cert_data = as_span(pem);
+    CHECK(c.configure() == Errc::tls_key_cert_mismatch);
+    CHECK_THAT(c.message(), Contains("certificate") && Contains("key"));
+}
+
 TEST_CASE("ALPN: the protocol the server picks is reported; bad lists fail configure", "[tls]") {
     static const char* server_protocols[] = {"x-amzn-mqtt-ca", "http/1.1", nullptr};
     ServerConfig sc;

@@ -118,10 +118,11 @@ int main() {
     if (!n || *n != sizeof down || std::memcmp(back.data(), down, sizeof down) != 0) return fail("recv");
 
     std::printf("image=p11tls\nciphersuite=%s\nhandshake_steps=%d\nhandshake_insns=%lu\nheap_peak=%lu\n"
-                "heap_after_handshake=%lu\nstack_peak=%lu\ntoken_signatures=%lu\n",
+                "heap_after_handshake=%lu\nstack_peak=%lu\ntoken_signatures=%lu\nerror_texts=%d\n",
                 session.ciphersuite(), steps, static_cast<unsigned long>(ticks) * MEASURE_INSNS_PER_TICK,
                 static_cast<unsigned long>(heap_peak), static_cast<unsigned long>(heap_after),
-                static_cast<unsigned long>(stack), static_cast<unsigned long>(session.token_signatures()));
+                static_cast<unsigned long>(stack), static_cast<unsigned long>(session.token_signatures()),
+                board::TlsConfig::error_texts ? 1 : 0);
     return 0;
 #endif
 }

@@ -56,6 +56,14 @@ static int fail(const char *what, int ret) {
 }
 
 #ifndef PLAIN_SERVER_ONLY
+/* Whether mbedtls_strerror() has texts in this mbedTLS build (the report compares like with
+ * like: the p11tls image prints its TlsConfig::error_texts). */
+#if defined(MBEDTLS_ERROR_C)
+static const int error_texts = 1;
+#else
+static const int error_texts = 0;
+#endif
+
 /* The board's emulator-only generator (SplitMix64), as the p11tls image's entropy. */
 static int entropy_source(void *ctx, unsigned char *out, size_t len, size_t *olen) {
     unsigned long long *state = ctx;
@@ -170,9 +178,9 @@ int main(void) {
     if (got != sizeof down || memcmp(in, down, sizeof down)) return fail("read", got);
 
     printf("image=plain\nciphersuite=%s\nhandshake_steps=%d\nhandshake_insns=%lu\nheap_peak=%lu\n"
-           "heap_after_handshake=%lu\nstack_peak=%lu\n",
+           "heap_after_handshake=%lu\nstack_peak=%lu\nerror_texts=%d\n",
            mbedtls_ssl_get_ciphersuite(&ssl), steps, (unsigned long)ticks * MEASURE_INSNS_PER_TICK,
-           (unsigned long)heap_peak, (unsigned long)heap_after, (unsigned long)stack);
+           (unsigned long)heap_peak, (unsigned long)heap_after, (unsigned long)stack, error_texts);
     return 0;
 #endif
 }

@@ -64,6 +64,11 @@ struct TlsConfig {
     /// The session's DRBG reseeds from the board's Entropy after this many requests (and
     /// before every handshake).
     static constexpr int drbg_reseed_interval = MBEDTLS_CTR_DRBG_RESEED_INTERVAL;
+    /// Sentences for people in TlsSession::error_message() (what failed, which label, which
+    /// certificate check, which alert). false compiles them out: every failure still returns
+    /// its Errc and native code, and error_message() names those two numbers only. For
+    /// firmware that has no one to read a sentence and counts its flash.
+    static constexpr bool error_texts = true;
 };
 
 /// Runtime parameters of a connection.

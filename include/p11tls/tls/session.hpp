@@ -26,8 +26,8 @@
 #include <p11tls/detail/mbedtls/crypto.hpp>
 #include <p11tls/detail/mbedtls/drbg.hpp>
 #include <p11tls/detail/mbedtls/tls.hpp>
+#include <p11tls/detail/mbedtls/tls_text.hpp>
 #include <p11tls/tls/config.hpp>
-#include <p11tls/token/template.hpp>
 
 namespace p11tls {
 
@@ -47,24 +47,18 @@ public:
     TlsSession& operator=(const TlsSession&) = delete;
     /// Frees (and thereby zeroizes) all TLS state. Does not send close_notify: call close().
     ~TlsSession() {
-        mbedtls_ssl_free(&ssl_);
-        mbedtls_ssl_config_free(&conf_);
-        mbedtls_x509_crt_free(&ca_);
-        mbedtls_x509_crt_free(&own_);
-        mbedtls_pk_free(&key_);
+        reset_configuration();
         mbedtls_ssl_session_free(&saved_);
-        if (token_session_) (void)token_.close_session(*token_session_);
-        mbedtls_platform_zeroize(&ref_, sizeof ref_);
     }
 
     /// Loads the client key reference and certificates and sets up mbedTLS. Errors name what
     /// is missing, before any byte goes to the server. Call once; after a failure it may be
     /// called again (e.g. once the user logged in).
     [[nodiscard]] Result<void> configure(const tls::Credentials& cred, const tls::Params& params) {
-        if (configured_) return error(Errc::tls_config, "configure() called twice");
+        if (configured_) return error(Errc::tls_config, text("configure() called twice"));
         reset_configuration();
         if (params.server_name.empty() || params.server_name.size() >= server_name_.size())
-            return error(Errc::tls_config, "a server name is required (SNI and certificate check)");
+            return error(Errc::tls_config, text("a server name is required (SNI and certificate check)"));
         std::memcpy(server_name_.data(), params.server_name.data(), params.server_name.size());
         server_name_[params.server_name.size()] = '\0';
         params_ = params;
@@ -73,14 +67,16 @@ public:
 
         static constexpr char personal[] = "p11tls TlsSession";
         if (auto r = drbg_.seed(std::as_bytes(std::span(personal)), Config::drbg_reseed_interval); !r)
-            return error(r.error(), "entropy source failed: no TLS without fresh randomness");
+            return error(r.error(), text("entropy source failed: no TLS without fresh randomness"));
         auto s = token_.open_session(CKF_SERIAL_SESSION);
-        if (!s) return error(s.error(), "cannot open a token session");
+        if (!s) return error(s.error(), text("cannot open a token session"));
         token_session_ = *s;
 
-        P11TLS_TRY(load_ca(cred));
+        P11TLS_TRY(load_certs(ca_, cred.ca_data, cred.ca_label, text("root CA certificate"),
+                              text("root CA data is not a PEM or DER certificate")));
         if (!cred.anonymous_client) {
-            P11TLS_TRY(load_own_cert(cred));
+            P11TLS_TRY(load_certs(own_, cred.cert_data, cred.cert_label, text("client certificate"),
+                                  text("client certificate data is not a PEM or DER certificate")));
             P11TLS_TRY(load_key(cred));
         }
         P11TLS_TRY(setup_mbedtls(cred, params));
@@ -107,14 +103,14 @@ public:
     /// Runs the handshake (or continues it when non-blocking: Errc::would_block means call
     /// again when the transport is ready).
     [[nodiscard]] Result<void> connect() {
-        if (!configured_) return error(Errc::tls_config, "configure() first");
-        if (!transport_) return error(Errc::tls_not_connected, "attach() a transport first");
+        if (!configured_) return error(Errc::tls_config, text("configure() first"));
+        if (!transport_) return error(Errc::tls_not_connected, text("attach() a transport first"));
         if (connected_) return {};
         // Fresh entropy for each handshake (its ECDHE key, its randoms): a source that failed
         // since configure() stops the handshake before the ClientHello.
         if (ssl_.state == MBEDTLS_SSL_HELLO_REQUEST) {
             if (auto r = drbg_.reseed({}); !r)
-                return error(r.error(), "entropy source failed: no TLS handshake without fresh randomness");
+                return error(r.error(), text("entropy source failed: no TLS handshake without fresh randomness"));
         }
         while (ssl_.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
             int ret = mbedtls_ssl_handshake_step(&ssl_);
@@ -132,7 +128,7 @@ public:
     }
 
     [[nodiscard]] Result<std::size_t> send(std::span<const std::byte> data) {
-        if (!connected_) return error(Errc::tls_not_connected, "not connected");
+        if (!connected_) return error(Errc::tls_not_connected, text("not connected"));
         int ret = mbedtls_ssl_write(&ssl_, reinterpret_cast<const unsigned char*>(data.data()), data.size());
         if (ret < 0) return failure(ret);
         return static_cast<std::size_t>(ret);
@@ -140,9 +136,9 @@ public:
 
     /// Reads application data; Errc::connection_closed once the server closed the session.
     [[nodiscard]] Result<std::size_t> recv(std::span<std::byte> out) {
-        if (!connected_) return error(Errc::tls_not_connected, "not connected");
+        if (!connected_) return error(Errc::tls_not_connected, text("not connected"));
         int ret = mbedtls_ssl_read(&ssl_, reinterpret_cast<unsigned char*>(out.data()), out.size());
-        if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return error(Errc::connection_closed, "the server closed the session");
+        if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return error(Errc::connection_closed, text("the server closed the session"));
         if (ret < 0) return failure(ret);
         return static_cast<std::size_t>(ret);
     }
@@ -185,19 +181,26 @@ public:
     [[nodiscard]] Tr* transport() noexcept { return transport_ ? &*transport_ : nullptr; }
 
 private:
-    detail::Unexpected error(Errc code, const char* text, std::int32_t native = 0) {
-        std::snprintf(msg_.data(), msg_.size(), "%s", text);
-        return fail(code, native);
+    static constexpr bool texts_ = Config::error_texts;
+
+    // `t` for error_message(), or nothing when Config::error_texts is false: the literal then
+    // never reaches the image.
+    static constexpr const char* text([[maybe_unused]] const char* t) noexcept {
+        if constexpr (texts_) return t;
+        else return nullptr;
     }
-    detail::Unexpected error(Error e, const char* text) {
-        std::snprintf(msg_.data(), msg_.size(), "%s: %s", text, describe(e.code));
-        return fail(e);
+    detail::Unexpected error(Errc code, const char* t, std::int32_t native = 0) {
+        return detail::mbed::note_failure(msg_, {code, native}, t);
+    }
+    detail::Unexpected error(Error e, const char* t) {
+        if constexpr (texts_) return detail::mbed::note_failure(msg_, e, t, describe(e.code));
+        else return detail::mbed::note_failure(msg_, e, nullptr);
     }
 
     detail::Unexpected failure(int ret) {
         if (Error e = detail::mbed::to_error(ret); e.code == Errc::entropy_failed) {
             connected_ = false;
-            return error(e, "TLS handshake stopped: the DRBG could not reseed");
+            return error(e, text("TLS handshake stopped: the DRBG could not reseed"));
         }
         int alert = -1;
         if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && ssl_.in_msg && ssl_.in_msglen >= 2)
@@ -213,13 +216,18 @@ private:
                 transport = {};
             }
         }
-        Error e = detail::mbed::describe_tls_failure(
-            {ret, mbedtls_ssl_get_verify_result(&ssl_), alert, transport, params_.server_name,
-             ssl_.state > MBEDTLS_SSL_SERVER_HELLO},
-            msg_);
-        if (e.code == Errc::tls_signing_failed && ref_.last_error.code != Errc{}) {
-            std::size_t n = std::strlen(msg_.data());
-            std::snprintf(msg_.data() + n, msg_.size() - n, ": %s", describe(ref_.last_error.code));
+        const detail::mbed::TlsFailure f{ret, mbedtls_ssl_get_verify_result(&ssl_), alert, transport, params_.server_name,
+                                         ssl_.state > MBEDTLS_SSL_SERVER_HELLO};
+        Error e;
+        if constexpr (texts_) {
+            e = detail::mbed::describe_tls_failure(f, msg_);
+            if (e.code == Errc::tls_signing_failed && ref_.last_error.code != Errc{}) {
+                std::size_t n = std::strlen(msg_.data());
+                std::snprintf(msg_.data() + n, msg_.size() - n, ": %s", describe(ref_.last_error.code));
+            }
+        } else {
+            e = detail::mbed::classify_tls_failure(f);
+            (void)detail::mbed::note_failure(msg_, e, nullptr);
         }
         if (e.code != Errc::would_block) connected_ = false;
         return fail(e);
@@ -263,12 +271,12 @@ private:
     // Finds objects of `cls` whose label (or id) matches, up to out.size().
     Result<std::size_t> find(CK_OBJECT_CLASS cls, std::string_view label, std::span<const std::byte> id,
                              std::span<CK_OBJECT_HANDLE> out) {
-        token::Template<4, 512> q;
-        q.add(CKA_CLASS, cls);
-        if (!id.empty()) q.add(CKA_ID, id);
-        else q.add(CKA_LABEL, label);
-        if (!q.ok()) return fail(Errc::invalid_argument);
-        P11TLS_TRY(token_.find_init(*token_session_, q.view()));
+        // The token copies what it needs of the template in find_init.
+        const CK_ATTRIBUTE q[] = {
+            {CKA_CLASS, &cls, sizeof cls},
+            id.empty() ? CK_ATTRIBUTE{CKA_LABEL, const_cast<char*>(label.data()), static_cast<CK_ULONG>(label.size())}
+                       : CK_ATTRIBUTE{CKA_ID, const_cast<std::byte*>(id.data()), static_cast<CK_ULONG>(id.size())}};
+        P11TLS_TRY(token_.find_init(*token_session_, q));
         auto n = token_.find(*token_session_, out);
         (void)token_.find_final(*token_session_);
         return n;
@@ -282,60 +290,62 @@ private:
     }
 
     // Adds the certificates of token objects labelled `label` to `chain`.
-    Result<void> certs_from_token(mbedtls_x509_crt& chain, std::string_view label, const char* what) {
+    Result<void> certs_from_token(mbedtls_x509_crt& chain, std::string_view label, [[maybe_unused]] const char* what) {
         std::array<CK_OBJECT_HANDLE, 8> h;
         auto n = find(CKO_CERTIFICATE, label, {}, h);
-        if (!n) return error(n.error(), "token search failed");
+        if (!n) return error(n.error(), text("token search failed"));
         if (*n == 0) {
-            char text[160];
-            std::snprintf(text, sizeof text, "no %s labelled '%.*s' in the token", what, static_cast<int>(label.size()),
-                          label.data());
-            return error(Errc::tls_cert_not_found, text);
+            if constexpr (texts_) {
+                char t[160];
+                std::snprintf(t, sizeof t, "no %s labelled '%.*s' in the token", what, static_cast<int>(label.size()),
+                              label.data());
+                return error(Errc::tls_cert_not_found, t);
+            } else {
+                return error(Errc::tls_cert_not_found, nullptr);
+            }
         }
         std::array<std::byte, 4096> der;
         for (std::size_t i = 0; i < *n; ++i) {
             auto v = attribute(h[i], CKA_VALUE, der);
-            if (!v) return error(v.error(), "cannot read a certificate from the token");
+            if (!v) return error(v.error(), text("cannot read a certificate from the token"));
             if (auto r = detail::mbed::parse_certs(chain, *v); !r)
-                return error(Errc::tls_bad_pem, "a certificate in the token does not parse");
+                return error(Errc::tls_bad_pem, text("a certificate in the token does not parse"));
         }
         return {};
     }
 
-    Result<void> load_ca(const tls::Credentials& c) {
-        if (!c.ca_data.empty()) {
-            if (auto r = detail::mbed::parse_certs(ca_, c.ca_data); !r)
-                return error(Errc::tls_bad_pem, "root CA data is not a PEM or DER certificate");
-            return {};
-        }
-        return certs_from_token(ca_, c.ca_label, "root CA certificate");
+    // Parses the caller's certificate bytes into `chain`, or without bytes the token's
+    // certificates labelled `label`.
+    Result<void> load_certs(mbedtls_x509_crt& chain, std::span<const std::byte> data, std::string_view label,
+                            const char* what, const char* bad_data) {
+        if (data.empty()) return certs_from_token(chain, label, what);
+        if (auto r = detail::mbed::parse_certs(chain, data); !r) return error(Errc::tls_bad_pem, bad_data);
+        return {};
     }
 
-    Result<void> load_own_cert(const tls::Credentials& c) {
-        if (!c.cert_data.empty()) {
-            if (auto r = detail::mbed::parse_certs(own_, c.cert_data); !r)
-                return error(Errc::tls_bad_pem, "client certificate data is not a PEM or DER certificate");
-            return {};
-        }
-        return certs_from_token(own_, c.cert_label, "client certificate");
-    }
-
+    // Finds the private key, makes key_ sign with it through the token, and puts the client
+    // certificate that holds its public key first in own_ (the one the server checks our
+    // signature with; the token may list a chain's CA certificates before it).
     Result<void> load_key(const tls::Credentials& c) {
         std::array<CK_OBJECT_HANDLE, 2> h;
         auto n = find(CKO_PRIVATE_KEY, c.key_label, c.key_id, h);
-        if (!n) return error(n.error(), "token search failed");
+        if (!n) return error(n.error(), text("token search failed"));
         if (*n == 0) {
-            char text[160];
-            if (!c.key_id.empty())
-                std::snprintf(text, sizeof text, "no private key with the given id in the token (logged in?)");
-            else
-                std::snprintf(text, sizeof text, "no private key labelled '%.*s' in the token (logged in?)",
-                              static_cast<int>(c.key_label.size()), c.key_label.data());
-            return error(Errc::tls_key_not_found, text);
+            if constexpr (texts_) {
+                char t[160];
+                if (!c.key_id.empty())
+                    std::snprintf(t, sizeof t, "no private key with the given id in the token (logged in?)");
+                else
+                    std::snprintf(t, sizeof t, "no private key labelled '%.*s' in the token (logged in?)",
+                                  static_cast<int>(c.key_label.size()), c.key_label.data());
+                return error(Errc::tls_key_not_found, t);
+            } else {
+                return error(Errc::tls_key_not_found, nullptr);
+            }
         }
         std::array<std::byte, 520> buf;
         auto kt = attribute(h[0], CKA_KEY_TYPE, buf);
-        if (!kt || kt->size() != sizeof(CK_KEY_TYPE)) return error(Errc::tls_key_not_found, "cannot read the key type");
+        if (!kt || kt->size() != sizeof(CK_KEY_TYPE)) return error(Errc::tls_key_not_found, text("cannot read the key type"));
         CK_KEY_TYPE type;
         std::memcpy(&type, kt->data(), sizeof type);
         ref_.token = &token_;
@@ -344,52 +354,41 @@ private:
         ref_.key = h[0];
         ref_.key_type = type;
 
-        // The certificate's public key must be the token key's, or every handshake would fail late.
-        const mbedtls_pk_context& cert_pk = own_.pk;
+        // The public half (EC point or RSA modulus) finds the certificate; without one that
+        // holds it every handshake would fail late.
+        std::span<const std::byte> pub;
         if (type == CKK_EC) {
             auto params = attribute(h[0], CKA_EC_PARAMS, buf);
             auto curve = params ? detail::mbed::curve_from_params(*params) : std::nullopt;
-            if (!curve) return error(Errc::tls_key_not_found, "the token key is not on P-256 or P-384");
+            if (!curve) return error(Errc::tls_key_not_found, text("the token key is not on P-256 or P-384"));
             ref_.bits = detail::mbed::curve_bytes(*curve) * 8;
-            if (mbedtls_pk_get_type(&cert_pk) != MBEDTLS_PK_ECKEY)
-                return error(Errc::tls_key_cert_mismatch, "client certificate holds no EC key but the token key is EC");
-            auto point = attribute(h[0], CKA_EC_POINT, buf);
-            if (point) {
+            // A private key object may lack CKA_EC_POINT (SoftHSMv2's do): then only the key
+            // type of the first certificate can be checked.
+            if (auto point = attribute(h[0], CKA_EC_POINT, buf)) {
                 auto raw = detail::mbed::ec_point_raw(*curve, *point);
-                unsigned char cert_point[2 * 66 + 1];
-                std::size_t len = 0;
-                const mbedtls_ecp_keypair* ec = mbedtls_pk_ec(cert_pk);
-                if (!raw || mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &len,
-                                                           cert_point, sizeof cert_point) != 0 ||
-                    len != raw->size() || std::memcmp(cert_point, raw->data(), len) != 0)
-                    return error(Errc::tls_key_cert_mismatch, "client certificate does not match the token's private key");
+                if (!raw) return error(Errc::tls_key_cert_mismatch, text("the token key's EC point does not parse"));
+                pub = *raw;
             }
         } else if (type == CKK_RSA) {
             auto mod = attribute(h[0], CKA_MODULUS, buf);
-            if (!mod) return error(mod.error(), "cannot read the RSA modulus");
-            std::size_t lead = 0;
-            while (lead < mod->size() && (*mod)[lead] == std::byte{0}) ++lead;
-            ref_.bits = (mod->size() - lead) * 8;
-            if (mbedtls_pk_get_type(&cert_pk) != MBEDTLS_PK_RSA)
-                return error(Errc::tls_key_cert_mismatch, "client certificate holds no RSA key but the token key is RSA");
-            unsigned char n_cert[512];
-            const mbedtls_rsa_context* rsa = mbedtls_pk_rsa(cert_pk);
-            std::size_t nlen = mbedtls_rsa_get_len(rsa);
-            if (nlen != mod->size() - lead || mbedtls_mpi_write_binary(&rsa->N, n_cert, nlen) != 0 ||
-                std::memcmp(n_cert, mod->data() + lead, nlen) != 0)
-                return error(Errc::tls_key_cert_mismatch, "client certificate does not match the token's private key");
+            if (!mod) return error(mod.error(), text("cannot read the RSA modulus"));
+            pub = *mod;
+            while (!pub.empty() && pub[0] == std::byte{0}) pub = pub.subspan(1);
+            ref_.bits = pub.size() * 8;
         } else {
-            return error(Errc::tls_key_not_found, "the token key is neither EC nor RSA");
+            return error(Errc::tls_key_not_found, text("the token key is neither EC nor RSA"));
         }
+        if (!detail::mbed::leaf_first(own_, type, pub))
+            return error(Errc::tls_key_cert_mismatch, text("no client certificate holds the token key's public key"));
         detail::mbed::token_pk_setup(key_, ref_);
         return {};
     }
 
     Result<void> setup_mbedtls(const tls::Credentials& c, const tls::Params& p) {
-        auto bad = [&](int ret, const char* what) { return error(Errc::tls_config, what, ret); };
+        auto bad = [&](int ret, const char* t) { return error(Errc::tls_config, t, ret); };
         if (int r = mbedtls_ssl_config_defaults(&conf_, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
                                                 MBEDTLS_SSL_PRESET_DEFAULT))
-            return bad(r, "mbedTLS refused the client defaults");
+            return bad(r, text("mbedTLS refused the client defaults"));
         mbedtls_ssl_conf_authmode(&conf_, MBEDTLS_SSL_VERIFY_REQUIRED);
         mbedtls_ssl_conf_ca_chain(&conf_, &ca_, nullptr);
         mbedtls_ssl_conf_cert_profile(&conf_, &tls::cert_profile);
@@ -402,52 +401,40 @@ private:
         mbedtls_ssl_conf_renegotiation(&conf_, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
         mbedtls_ssl_conf_session_tickets(&conf_, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
         if (int r = mbedtls_ssl_conf_max_frag_len(&conf_, Config::max_fragment_length))
-            return bad(r, "invalid max fragment length");
+            return bad(r, text("invalid max fragment length"));
         if (!c.anonymous_client)
-            if (int r = mbedtls_ssl_conf_own_cert(&conf_, &own_, &key_)) return bad(r, "mbedTLS refused the client certificate");
+            if (int r = mbedtls_ssl_conf_own_cert(&conf_, &own_, &key_)) return bad(r, text("mbedTLS refused the client certificate"));
         if (!p.alpn.empty()) {
-            if (p.alpn.size() > Config::max_alpn) return error(Errc::tls_config, "too many ALPN protocols");
+            if (p.alpn.size() > Config::max_alpn) return error(Errc::tls_config, text("too many ALPN protocols"));
             for (std::size_t i = 0; i < p.alpn.size(); ++i) {
                 if (p.alpn[i].empty() || p.alpn[i].size() >= alpn_names_[i].size())
-                    return error(Errc::tls_config, "ALPN protocol name empty or too long");
+                    return error(Errc::tls_config, text("ALPN protocol name empty or too long"));
                 std::memcpy(alpn_names_[i].data(), p.alpn[i].data(), p.alpn[i].size());
                 alpn_names_[i][p.alpn[i].size()] = '\0';
                 alpn_[i] = alpn_names_[i].data();
             }
             alpn_[p.alpn.size()] = nullptr;
-            if (int r = mbedtls_ssl_conf_alpn_protocols(&conf_, alpn_.data())) return bad(r, "invalid ALPN list");
+            if (int r = mbedtls_ssl_conf_alpn_protocols(&conf_, alpn_.data())) return bad(r, text("invalid ALPN list"));
         }
-        if (int r = mbedtls_ssl_setup(&ssl_, &conf_)) return bad(r, "mbedTLS setup failed (out of memory?)");
-        if (int r = mbedtls_ssl_set_hostname(&ssl_, server_name_.data())) return bad(r, "invalid server name");
+        if (int r = mbedtls_ssl_setup(&ssl_, &conf_)) return bad(r, text("mbedTLS setup failed (out of memory?)"));
+        if (int r = mbedtls_ssl_set_hostname(&ssl_, server_name_.data())) return bad(r, text("invalid server name"));
         mbedtls_ssl_set_bio(&ssl_, this, &bio_send, &bio_recv, nullptr);
         return {};
     }
 
-    static int transport_code(TlsSession& self, const Error& e) {
-        self.last_transport_error_ = e;
-        switch (e.code) {
-        case Errc::would_block: return MBEDTLS_ERR_SSL_WANT_READ;
-        case Errc::timeout: return MBEDTLS_ERR_SSL_TIMEOUT;
-        case Errc::connection_closed: return MBEDTLS_ERR_SSL_CONN_EOF;
-        default: return MBEDTLS_ERR_NET_RECV_FAILED;
-        }
+    // The bio callbacks keep the transport's error (failure() names it) and give mbedTLS its code.
+    int bio_result(const Result<std::size_t>& r, bool sending) {
+        if (r) return static_cast<int>(*r);
+        last_transport_error_ = r.error();
+        return detail::mbed::transport_ret(r.error().code, sending);
     }
     static int bio_send(void* ctx, const unsigned char* buf, std::size_t len) {
         auto& self = *static_cast<TlsSession*>(ctx);
-        auto r = self.transport_->send({reinterpret_cast<const std::byte*>(buf), len});
-        if (!r) {
-            int code = transport_code(self, r.error());
-            return code == MBEDTLS_ERR_SSL_WANT_READ ? MBEDTLS_ERR_SSL_WANT_WRITE
-                   : code == MBEDTLS_ERR_NET_RECV_FAILED ? MBEDTLS_ERR_NET_SEND_FAILED
-                                                         : code;
-        }
-        return static_cast<int>(*r);
+        return self.bio_result(self.transport_->send({reinterpret_cast<const std::byte*>(buf), len}), true);
     }
     static int bio_recv(void* ctx, unsigned char* buf, std::size_t len) {
         auto& self = *static_cast<TlsSession*>(ctx);
-        auto r = self.transport_->recv({reinterpret_cast<std::byte*>(buf), len});
-        if (!r) return transport_code(self, r.error());
-        return static_cast<int>(*r);
+        return self.bio_result(self.transport_->recv({reinterpret_cast<std::byte*>(buf), len}), false);
     }
 
     Tok& token_;
@@ -462,10 +449,11 @@ private:
     std::optional<Tr> transport_;
     tls::Params params_{};
     Error last_transport_error_{};
-    std::array<char, 256> server_name_{};
-    std::array<std::array<char, 64>, Config::max_alpn> alpn_names_{};
-    std::array<const char*, Config::max_alpn + 1> alpn_{};
-    std::array<char, 256> msg_{};
+    // Written before use (msg_ starts empty in the constructor): no zero fill at construction.
+    std::array<char, 256> server_name_;
+    std::array<std::array<char, 64>, Config::max_alpn> alpn_names_;
+    std::array<const char*, Config::max_alpn + 1> alpn_;
+    std::array<char, texts_ ? 256 : 40> msg_;
     bool configured_ = false, connected_ = false, used_ = false, resumed_ = false, have_saved_ = false,
          close_queued_ = false;
 };

@@ -5,6 +5,7 @@
 #include <span>
 #include <string_view>
 
+#include <mbedtls/net_sockets.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
@@ -65,13 +66,28 @@ void token_pk_setup(mbedtls_pk_context& pk, TokenPublicKey& key) noexcept;
 /// SEQUENCE { INTEGER r, INTEGER s }, minimal integers. Returns the length, 0 if `out` is too small.
 [[nodiscard]] std::size_t ecdsa_raw_to_der(std::span<const std::byte> rs, std::span<std::byte> out) noexcept;
 
+/// Moves the certificate of `chain` that holds the public key `pub` of a `type` key (CKK_EC:
+/// the uncompressed point; CKK_RSA: the modulus without leading zeros) to the head of the
+/// chain; the others keep their order after it. An empty `pub` (a key whose public half the
+/// token does not show) only checks that the first certificate holds a key of that type.
+/// False if no certificate matches.
+[[nodiscard]] bool leaf_first(mbedtls_x509_crt& chain, CK_KEY_TYPE type, std::span<const std::byte> pub) noexcept;
+
 /// True while `ssl` is inside a handshake that resumes an earlier session.
 [[nodiscard]] bool handshake_resuming(const mbedtls_ssl_context& ssl) noexcept;
 
 /// Parses PEM (one or more certificates) or DER certificate bytes into `chain`.
 [[nodiscard]] Result<void> parse_certs(mbedtls_x509_crt& chain, std::span<const std::byte> data) noexcept;
 
-/// What a failed mbedTLS TLS call means. Writes a one-line message for people into `msg`.
+/// What a bio callback returns to mbedTLS for a transport error `code` on a send or a receive.
+[[nodiscard]] int transport_ret(Errc code, bool sending) noexcept;
+
+/// Records a failure for people in `msg`: `text`, followed by ": `detail`" when given; with
+/// no text (a configuration without texts) the error's code and native code. Returns `e` as
+/// a failure.
+[[nodiscard]] Unexpected note_failure(std::span<char> msg, Error e, const char* text, const char* detail = nullptr) noexcept;
+
+/// The facts about a failed mbedTLS TLS call that say what it means.
 struct TlsFailure {
     int ret;                        ///< mbedTLS return code
     std::uint32_t verify_flags;     ///< mbedtls_ssl_get_verify_result
@@ -79,7 +95,22 @@ struct TlsFailure {
     Error transport;                ///< the transport's last error, if it caused the failure
     std::string_view server_name;
     bool suite_agreed = false;      ///< the ServerHello was processed (a cipher suite was chosen)
+
+    /// The transport's own error explains the failure (mbedTLS only saw the bio callback's code).
+    [[nodiscard]] bool transport_caused() const noexcept {
+        return transport.code != Errc{} &&
+               (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE || ret == MBEDTLS_ERR_SSL_TIMEOUT ||
+                ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == MBEDTLS_ERR_NET_RECV_FAILED || ret == MBEDTLS_ERR_NET_SEND_FAILED);
+    }
+    /// A handshake_failure alert once the suite was settled: OpenSSL sends it for a missing or
+    /// refused client certificate.
+    [[nodiscard]] bool refused_after_hello() const noexcept {
+        return alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE && suite_agreed;
+    }
 };
-[[nodiscard]] Error describe_tls_failure(const TlsFailure& f, std::span<char> msg) noexcept;
+/// What the failure means, as an Errc (native: the mbedTLS code, or the transport's error).
+[[nodiscard]] Error classify_tls_failure(const TlsFailure& f) noexcept;
+/// classify_tls_failure and a one-line message for people: describe_tls_failure in
+/// detail/mbedtls/tls_text.hpp (a header, so firmware without texts links none of them).
 
 }  // namespace p11tls::detail::mbed
