@@ -382,9 +382,12 @@ private:
 
     // --- not offered: a typed function for each entry, so no entry is NULL ---
 
+    // Before C_Initialize a stub answers CKR_CRYPTOKI_NOT_INITIALIZED like every entry but
+    // C_Initialize and C_GetFunctionList (v2.40 §5.1.6); both codes are §5.1.6 codes, and the
+    // library state is the answer that holds whatever the function.
     template <class... Args>
     static CK_RV unsupported(Args...) noexcept {
-        return CKR_FUNCTION_NOT_SUPPORTED;
+        return with_token([](T&) { return CKR_FUNCTION_NOT_SUPPORTED; });
     }
 
     static inline CK_FUNCTION_LIST list_ = {
