@@ -256,6 +256,9 @@ public:
     [[nodiscard]] Result<void> login(Handle session, CK_USER_TYPE user, std::span<const char> pin) {
         std::lock_guard lock(mutex_);
         if (!session_ptr(session)) return fail(Errc::session_handle_invalid);
+        // No key may demand CKA_ALWAYS_AUTHENTICATE, so no operation ever waits for a
+        // context-specific login: v2.40 §5.6.7 answers such a login CKR_OPERATION_NOT_INITIALIZED.
+        if (user == CKU_CONTEXT_SPECIFIC) return fail(Errc::operation_not_initialized);
         if (user != CKU_SO && user != CKU_USER) return fail(Errc::user_type_invalid);
         Who who = user == CKU_SO ? Who::so : Who::user;
         if (login_ == who) return fail(Errc::user_already_logged_in);
@@ -735,12 +738,23 @@ private:
     }
 
     void logout_all() noexcept {
+        const bool user = login_ == Who::user;
         login_ = Who::none;
         // Operations started with private keys lose their right to continue.
         for (auto& s : sessions_) {
             if (!s.used) continue;
             if (s.find.active) s.find.active = false;
             end_ops(s);
+        }
+        // v2.40 §5.6.8: private session objects are destroyed, and handles to private objects
+        // stay invalid even after the user logs in again, so private token objects take a new
+        // generation (new handles, found again by a search). Without login_required private
+        // objects never depended on the login.
+        if (!user || !Config::login_required) return;
+        for (Object& o : objects_) {
+            if (!o.used || !o.priv) continue;
+            if (o.token) o.gen = next_gen(o.gen);
+            else release(o);
         }
     }
 
@@ -1087,6 +1101,9 @@ private:
         if (!o) return fail(Errc::key_handle_invalid);
         token::AttrList l = list(*o);
         token::Kind k = token::kind_of(l);
+        // v2.40 §5.1.6: a valid handle of an object that is not a key is CKR_KEY_HANDLE_INVALID.
+        if (k.cls != CKO_PRIVATE_KEY && k.cls != CKO_PUBLIC_KEY && k.cls != CKO_SECRET_KEY)
+            return fail(Errc::key_handle_invalid);
         if (k.cls != (sign ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY) || k.key_type != mi->key_type)
             return fail(Errc::key_type_inconsistent);
         if (!l.flag(sign ? CKA_SIGN : CKA_VERIFY, true)) return fail(Errc::key_function_not_permitted);
