@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The test suite under sanitizers (stage 2 of scripts/test.sh; also runs alone):
+#   a. build-san, everything built with AddressSanitizer + UndefinedBehaviorSanitizer:
+#      - the tests whose processes are all ours, with LeakSanitizer: unit, concurrency (8 threads
+#        on one token, in-process and through the built module) and powerloss;
+#      - the integration suite, where third-party programs (pkcs11-tool, p11tool, OpenSSL's
+#        engine, SoftHSMv2 users) load libp11tls-pkcs11.so: an instrumented library needs the
+#        ASan runtime loaded first, so every process of those tests gets it by LD_PRELOAD.
+#        Leak detection is off there: it would report the third-party programs' own leaks at
+#        exit; memory errors and undefined behaviour anywhere in our code still abort the test.
+#        The hygiene test is not here: it replaces malloc itself (it runs in stage 1).
+#   b. build-tsan: the concurrency test under ThreadSanitizer (its only target there).
+# Debian's mbedTLS is not instrumented: its internals are not checked for races or memory
+# errors, and its calls into our callbacks are (ours are instrumented).
+#   scripts/sanitizers.sh [asan|tsan]    # both parts by default
+# P11TLS_SAN_POWERLOSS=full runs the whole powerloss suite under ASan; by default it runs the
+# cut-at-every-operation sweeps of one flash part, the EEPROM and SealedNvm (every store type,
+# about a third of the suite's time), since the full suite takes several minutes even without
+# sanitizers (stage 1 runs it all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+parts=${1:-all}
+san_start=$SECONDS
+
+setup() {  # DIR OPTIONS...: configure once, reconfigure after that
+  local dir=$1
+  shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson setup --reconfigure "$dir" >/dev/null
+  else
+    meson setup "$dir" "$@" >/dev/null
+  fi
+}
+
+took() { echo "-- $1: $(($SECONDS - $2)) s"; }
+
+if [ "$parts" = all ] || [ "$parts" = asan ]; then
+  t=$SECONDS
+  setup build-san -Db_sanitize=address,undefined -Db_lundef=false
+  ninja -C build-san
+  took "build-san (ASan + UBSan) build" "$t"
+
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  t=$SECONDS
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
+    meson test -C build-san --no-rebuild --print-errorlogs unit concurrency
+  took "unit, concurrency under ASan + UBSan + LSan" "$t"
+
+  t=$SECONDS
+  if [ "${P11TLS_SAN_POWERLOSS:-}" = full ]; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 meson test -C build-san --no-rebuild --print-errorlogs powerloss
+  else
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 meson test -C build-san --no-rebuild --print-errorlogs powerloss \
+      --test-args '*nRF52840*,[eeprom],[sealed]'
+  fi
+  took "powerloss under ASan + UBSan + LSan" "$t"
+
+  asan_runtime=$(gcc -print-file-name=libasan.so)
+  [ -f "$asan_runtime" ] || { echo "sanitizers: no ASan runtime at $asan_runtime" >&2; exit 1; }
+  t=$SECONDS
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+    meson test -C build-san --no-rebuild --print-errorlogs --suite integration --timeout-multiplier 3 \
+    --wrapper "env LD_PRELOAD=$asan_runtime"
+  took "integration suite, third-party programs with the ASan runtime preloaded" "$t"
+fi
+
+if [ "$parts" = all ] || [ "$parts" = tsan ]; then
+  t=$SECONDS
+  setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dintegration_tests=false
+  ninja -C build-tsan test/concurrency/concurrency-tests boards/host/libp11tls-pkcs11.so
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    meson test -C build-tsan --no-rebuild --print-errorlogs concurrency
+  took "concurrency under ThreadSanitizer (build and run)" "$t"
+fi
+took "sanitizers, total" "$san_start"
