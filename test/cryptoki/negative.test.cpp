@@ -706,6 +706,8 @@ void written_rows(std::vector<Row>& rows) {
                  c.out_len = static_cast<CK_ULONG>(c.out.size());
                  return CALL(C_Sign)(c.rw, nullptr, 5, c.out.data(), &c.out_len);
              });
+    null_row(ENTRY(C_Sign), "pulSignatureLen", "§5.11.2", State::user, [](Ctx& c) { sign_init(c, c.rw); },
+             [](Ctx& c) { return CALL(C_Sign)(c.rw, msg(), msg_len(), c.out.data(), nullptr); });
     null_row(ENTRY(C_SignUpdate), "pPart with ulPartLen 5", "§5.11.3", State::user, [](Ctx& c) { sign_init(c, c.rw); },
              [](Ctx& c) { return CALL(C_SignUpdate)(c.rw, nullptr, 5); });
     null_row(ENTRY(C_SignFinal), "pulSignatureLen", "§5.11.4", State::user, [](Ctx& c) { sign_init(c, c.rw); },
@@ -911,6 +913,23 @@ void written_rows(std::vector<Row>& rows) {
             REQUIRE(ckr_name(c.f->C_FindObjectsFinal(c.rw)) == "CKR_OK");
         },
         [](Ctx& c) { return CALL(C_FindObjects)(c.rw, c.found.data(), 4, &c.count); }, CKR_OPERATION_NOT_INITIALIZED);
+    // "A call to C_Sign/C_Verify always terminates the active operation unless it returns
+    // CKR_BUFFER_TOO_SMALL or is a successful length query" (§5.11.2, §5.12.2).
+    add(ENTRY(C_Sign), Case::operation_not_initialized, "CKM_ECDSA input longer than a hash; the operation ends",
+        "§5.11.2", State::user,
+        [](Ctx& c) {
+            CK_MECHANISM m = mech(CKM_ECDSA);
+            REQUIRE(ckr_name(c.f->C_SignInit(c.rw, &m, c.priv)) == "CKR_OK");
+        },
+        [](Ctx& c) {
+            c.out_len = static_cast<CK_ULONG>(c.out.size());
+            return CALL(C_Sign)(c.rw, c.values[0].data(), 65, c.out.data(), &c.out_len);
+        },
+        CKR_DATA_LEN_RANGE, check_no_sign);
+    add(ENTRY(C_Verify), Case::operation_not_initialized, "signature one byte short; the operation ends", "§5.12.2",
+        State::user, [](Ctx& c) { verify_init(c, c.rw); },
+        [](Ctx& c) { return CALL(C_Verify)(c.rw, msg(), msg_len(), c.out.data(), ecdsa_p256_len - 1); },
+        CKR_SIGNATURE_LEN_RANGE, check_no_verify);
     add(ENTRY(C_Login), Case::operation_not_initialized, "CKU_CONTEXT_SPECIFIC with no operation to authorize",
         "§5.6.7", State::user, none,
         [](Ctx& c) { return CALL(C_Login)(c.rw, CKU_CONTEXT_SPECIFIC, utf8(user_pin), ulen(user_pin)); },
@@ -1160,6 +1179,16 @@ void written_rows(std::vector<Row>& rows) {
     add(ENTRY(C_Login), Case::login_state, "wrong PIN; still public", "§5.6.7", State::public_session, none,
         [](Ctx& c) { return CALL(C_Login)(c.rw, CKU_USER, utf8(wrong_pin), ulen(wrong_pin)); }, CKR_PIN_INCORRECT,
         session_state(CKS_RW_PUBLIC_SESSION));
+    add(ENTRY(C_Login), Case::login_state, "right PIN once the PIN is locked", "§5.6.7", State::public_session,
+        [](Ctx& c) {
+            for (unsigned i = 0; i < TestConfig::max_pin_failures; ++i)
+                REQUIRE(ckr_name(c.f->C_Login(c.rw, CKU_USER, utf8(wrong_pin), ulen(wrong_pin))) == "CKR_PIN_INCORRECT");
+        },
+        [](Ctx& c) { return CALL(C_Login)(c.rw, CKU_USER, utf8(user_pin), ulen(user_pin)); }, CKR_PIN_LOCKED,
+        [](Ctx& c) {
+            REQUIRE(ckr_name(c.f->C_GetTokenInfo(slot, &c.token_info)) == "CKR_OK");
+            CHECK(c.token_info.flags & CKF_USER_PIN_LOCKED);
+        });
     add(ENTRY(C_Login), Case::login_state, "unknown user type", "§5.6.7", State::public_session, none,
         [](Ctx& c) { return CALL(C_Login)(c.rw, 7, utf8(user_pin), ulen(user_pin)); }, CKR_USER_TYPE_INVALID,
         session_state(CKS_RW_PUBLIC_SESSION));
@@ -1510,7 +1539,7 @@ TEST_CASE("PKCS#11 negative paths: the table covers all 68 entries and has the r
     CHECK(probes().size() == 68);
     CHECK(session == 28);
     CHECK(not_offered == 28);
-    constexpr std::size_t written = 152;
+    constexpr std::size_t written = 156;
     CHECK(rows.size() == 2 * 66 + 2 + 4 * session + not_offered + written);
 }
 
