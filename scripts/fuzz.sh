@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(nvm-mount token-load cryptoki-templates import tls-session csr-cert)
+all_targets=(nvm-mount token-load attr-list cryptoki-templates import tls-session csr-cert)
 build=build-fuzz
 jobs=2
 time=30
