@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // TlsSession against a plain-mbedTLS server in the same thread, over a MemoryPipe: client keys
 // live in a SoftToken, every handshake signature is a token call, every failure has a reason.
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -707,6 +708,61 @@ TEST_CASE("a server certificate from an unknown CA is refused as not trusted", "
     CHECK_THAT(c.message(), Contains("not trusted"));
     CHECK_FALSE(c->connected());
     CHECK(c->token_signatures() == 0);  // refused before the client authenticates
+}
+
+/// A configuration without sentences for people, as firmware boards choose.
+struct NoTexts : cfg::TlsConfig {
+    static constexpr bool error_texts = false;
+};
+
+std::string numbers(Errc code, long native) {
+    char m[64];
+    std::snprintf(m, sizeof m, "TLS error 0x%04x, native %ld", static_cast<unsigned>(code), native);
+    return m;
+}
+
+TEST_CASE("without error texts a failure keeps its code and the message gives its numbers", "[tls]") {
+    ProvisionedToken token;
+    GetrandomEntropy entropy;
+    auto tls = std::make_unique<TlsSession<TokenType, PipeEnd, GetrandomEntropy, NoTexts>>(*token, entropy);
+    cfg::Credentials cred;
+    cred.key_label = "p256 key";
+    cred.cert_label = "p256 cert";
+    cfg::Params params;
+    params.server_name = server_name;
+    params.non_blocking = true;
+
+    SECTION("configure: no such key") {
+        cred.key_label = "no such key";
+        CHECK(code(tls->configure(cred, params)) == Errc::tls_key_not_found);
+        CHECK(std::string(tls->error_message()) == numbers(Errc::tls_key_not_found, 0));
+    }
+    SECTION("handshake: a server certificate from an unknown CA") {
+        ServerConfig sc;
+        sc.cert = &world().rogue_server_cert;
+        MbedServer server(sc);
+        auto pipe = std::make_unique<Pipe<>>();
+        REQUIRE(code(tls->configure(cred, params)) == no_error);
+        CHECK(std::string(tls->error_message()).empty());
+        server.attach(pipe->b);
+        tls->attach(pipe->a);
+        Outcome o = run_handshake(*tls, server);
+        CHECK(o.client == Errc::tls_untrusted);
+        CHECK(std::string(tls->error_message()) == numbers(Errc::tls_untrusted, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED));
+        CHECK_FALSE(tls->connected());
+    }
+    SECTION("a handshake that succeeds leaves no message") {
+        MbedServer server;
+        auto pipe = std::make_unique<Pipe<>>();
+        REQUIRE(code(tls->configure(cred, params)) == no_error);
+        server.attach(pipe->b);
+        tls->attach(pipe->a);
+        Outcome o = run_handshake(*tls, server);
+        CHECK(o.client == no_error);
+        CHECK(o.server == 0);
+        CHECK(std::string(tls->error_message()).empty());
+        CHECK(tls->token_signatures() == 1);
+    }
 }
 
 TEST_CASE("a client that trusts another CA refuses the server", "[tls]") {
