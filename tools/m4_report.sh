@@ -61,9 +61,12 @@ done
 tls_layer=$(((text[p11tls] - text[p11tls-token]) - (text[plain] - text[server-only])))
 token=$((text[p11tls-token] - text[server-only]))
 echo "tls_layer.text=$tls_layer"
-# Where the TLS layer's bytes are: named code and data only in the p11tls image (not in
-# p11tls-token), by kind; the rest of tls_layer.text is unnamed (string literals, switch tables)
-# less what the plain client adds over server-only.
+# Where the TLS layer's bytes are: named code and data, net of what differs between the p11tls
+# and p11tls-token images, by kind (their sum is p11tls - p11tls-token less unnamed bytes:
+# string literals, padding). "token" is the token's own code that the TLS layer's calls made
+# the compiler inline or outline differently; "other" is the harness. mbedtls_session_only:
+# mbedTLS functions the p11tls image adds over p11tls-token less those the plain client adds
+# over server-only.
 python3 - "$build/tools/m4_report" <<'PY'
 import re, subprocess, sys
 def symbols(image):
@@ -74,15 +77,18 @@ def symbols(image):
         m = re.match(r"[0-9a-f]+ ([0-9a-f]+) ([tTwWrR]) (.*)", line)
         if m: d[m.group(3)] = d.get(m.group(3), 0) + int(m.group(1), 16)
     return d
-b, c = symbols("p11tls"), symbols("p11tls-token")
+def delta(x, y):
+    return {n: x.get(n, 0) - y.get(n, 0) for n in set(x) | set(y) if x.get(n, 0) != y.get(n, 0)}
 kinds = {"diagnostics": r"describe|verify_text|alert_text|CSWTCH", "session": r"TlsSession<",
-         "glue": r"p11tls::detail::mbed::", "mbedtls": r"^mbedtls_|^ssl_"}
+         "glue": r"p11tls::detail::mbed::", "mbedtls": r"^mbedtls_|^ssl_",
+         "token": r"SoftToken<|FlashNvm<|SimFlash<|MemoryPipe<|p11tls::token::|open_token"}
 total = dict.fromkeys(list(kinds) + ["other"], 0)
-for name, size in b.items():
-    if name in c: continue
-    kind = next((k for k, rx in kinds.items() if re.search(rx, name)), "other")
-    total[kind] += size
+for name, size in delta(symbols("p11tls"), symbols("p11tls-token")).items():
+    total[next((k for k, rx in kinds.items() if re.search(rx, name)), "other")] += size
 for k, v in total.items(): print(f"tls_layer.named.{k}={v}")
+plain = delta(symbols("plain"), symbols("server-only"))
+mbed = lambda d: sum(v for n, v in d.items() if re.search(kinds["mbedtls"], n))
+print(f"tls_layer.mbedtls_session_only={total['mbedtls'] - mbed(plain)}")
 PY
 echo "token_and_store.text=$token"
 echo "store.text=$store"
