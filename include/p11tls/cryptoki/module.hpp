@@ -295,20 +295,34 @@ private:
 
     // --- digest, sign, verify ---
 
+    // An error from a digest, sign or verify call ends the operation (v2.40 §5.10-§5.12: "always
+    // terminates ... unless it returns CKR_BUFFER_TOO_SMALL"), arguments refused here included.
+    enum class Running : std::uint8_t { digest, sign, verify };
+    static CK_RV bad_arguments(CK_SESSION_HANDLE s, Running op) noexcept {
+        return with_token([&](T& t) {
+            if constexpr (requires { t.end_digest(s); t.end_sign(s); t.end_verify(s); }) {
+                if (op == Running::digest) t.end_digest(s);
+                else if (op == Running::sign) t.end_sign(s);
+                else t.end_verify(s);
+            }
+            return CKR_ARGUMENTS_BAD;
+        });
+    }
+
     static CK_RV C_DigestInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m) noexcept {
         if (!m) return CKR_ARGUMENTS_BAD;
         return with_token([&](T& t) { return rv(t.digest_init(s, *m)); });
     }
     static CK_RV C_Digest(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR olen) noexcept {
-        if ((!d && n) || !olen) return CKR_ARGUMENTS_BAD;
+        if ((!d && n) || !olen) return bad_arguments(s, Running::digest);
         return with_token([&](T& t) { return out(t.digest(s, in(d, n), out_buf(o, olen)), olen); });
     }
     static CK_RV C_DigestUpdate(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG n) noexcept {
-        if (!d && n) return CKR_ARGUMENTS_BAD;
+        if (!d && n) return bad_arguments(s, Running::digest);
         return with_token([&](T& t) { return rv(t.digest_update(s, in(d, n))); });
     }
     static CK_RV C_DigestFinal(CK_SESSION_HANDLE s, CK_BYTE_PTR o, CK_ULONG_PTR olen) noexcept {
-        if (!olen) return CKR_ARGUMENTS_BAD;
+        if (!olen) return bad_arguments(s, Running::digest);
         return with_token([&](T& t) { return out(t.digest_final(s, out_buf(o, olen)), olen); });
     }
 
@@ -317,15 +331,15 @@ private:
         return with_token([&](T& t) { return rv(t.sign_init(s, *m, k)); });
     }
     static CK_RV C_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR olen) noexcept {
-        if ((!d && n) || !olen) return CKR_ARGUMENTS_BAD;
+        if ((!d && n) || !olen) return bad_arguments(s, Running::sign);
         return with_token([&](T& t) { return out(t.sign(s, in(d, n), out_buf(o, olen)), olen); });
     }
     static CK_RV C_SignUpdate(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG n) noexcept {
-        if (!d && n) return CKR_ARGUMENTS_BAD;
+        if (!d && n) return bad_arguments(s, Running::sign);
         return with_token([&](T& t) { return rv(t.sign_update(s, in(d, n))); });
     }
     static CK_RV C_SignFinal(CK_SESSION_HANDLE s, CK_BYTE_PTR o, CK_ULONG_PTR olen) noexcept {
-        if (!olen) return CKR_ARGUMENTS_BAD;
+        if (!olen) return bad_arguments(s, Running::sign);
         return with_token([&](T& t) { return out(t.sign_final(s, out_buf(o, olen)), olen); });
     }
 
@@ -334,15 +348,15 @@ private:
         return with_token([&](T& t) { return rv(t.verify_init(s, *m, k)); });
     }
     static CK_RV C_Verify(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR sig, CK_ULONG slen) noexcept {
-        if ((!d && n) || !sig) return CKR_ARGUMENTS_BAD;
+        if ((!d && n) || !sig) return bad_arguments(s, Running::verify);
         return with_token([&](T& t) { return rv(t.verify(s, in(d, n), in(sig, slen))); });
     }
     static CK_RV C_VerifyUpdate(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG n) noexcept {
-        if (!d && n) return CKR_ARGUMENTS_BAD;
+        if (!d && n) return bad_arguments(s, Running::verify);
         return with_token([&](T& t) { return rv(t.verify_update(s, in(d, n))); });
     }
     static CK_RV C_VerifyFinal(CK_SESSION_HANDLE s, CK_BYTE_PTR sig, CK_ULONG slen) noexcept {
-        if (!sig) return CKR_ARGUMENTS_BAD;
+        if (!sig) return bad_arguments(s, Running::verify);
         return with_token([&](T& t) { return rv(t.verify_final(s, in(sig, slen))); });
     }
 

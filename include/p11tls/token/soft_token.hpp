@@ -531,6 +531,14 @@ public:
         return end(op, finish_verify(op, sig));
     }
 
+    /// End a session's digest, sign or verify operation without a result, for a call the
+    /// Cryptoki layer refused before reaching the token: in PKCS#11 an error from C_Digest*,
+    /// C_Sign* or C_Verify* ends the operation (v2.40 §5.10-§5.12), CKR_BUFFER_TOO_SMALL aside.
+    /// Nothing happens for an unknown session or an operation not active.
+    void end_digest(Handle session) { end_op(session, &Session::digest); }
+    void end_sign(Handle session) { end_op(session, &Session::sign); }
+    void end_verify(Handle session) { end_op(session, &Session::verify); }
+
     // --- key generation and random ------------------------------------------------------------
 
     struct KeyPair {
@@ -767,6 +775,10 @@ private:
         bool any = false;
         for (const auto& t : sessions_) any |= t.used;
         if (!any) login_ = Who::none;
+    }
+    void end_op(Handle session, Op Session::*which) {
+        std::lock_guard lock(mutex_);
+        if (Session* s = session_ptr(session)) end(s->*which);
     }
     void end_ops(Session& s) noexcept {
         end(s.sign);
