@@ -693,37 +693,47 @@ void written_rows(std::vector<Row>& rows) {
              [](Ctx& c) { return CALL(C_FindObjects)(c.rw, nullptr, 4, &c.count); });
     null_row(ENTRY(C_DigestInit), "pMechanism", "§5.10.1", State::user, none,
              [](Ctx& c) { return CALL(C_DigestInit)(c.rw, nullptr); });
-    null_row(ENTRY(C_Digest), "pulDigestLen", "§5.10.2", State::user, [](Ctx& c) { digest_init(c, c.rw); },
-             [](Ctx& c) { return CALL(C_Digest)(c.rw, msg(), msg_len(), c.out.data(), nullptr); });
-    null_row(ENTRY(C_DigestUpdate), "pPart with ulPartLen 5", "§5.10.3", State::user,
-             [](Ctx& c) { digest_init(c, c.rw); }, [](Ctx& c) { return CALL(C_DigestUpdate)(c.rw, nullptr, 5); });
-    null_row(ENTRY(C_DigestFinal), "pulDigestLen", "§5.10.5", State::user, [](Ctx& c) { digest_init(c, c.rw); },
-             [](Ctx& c) { return CALL(C_DigestFinal)(c.rw, c.out.data(), nullptr); });
+    null_row(ENTRY(C_Digest), "pulDigestLen; the operation ends", "§5.10.2", State::user,
+             [](Ctx& c) { digest_init(c, c.rw); },
+             [](Ctx& c) { return CALL(C_Digest)(c.rw, msg(), msg_len(), c.out.data(), nullptr); }, check_no_digest);
+    null_row(ENTRY(C_DigestUpdate), "pPart with ulPartLen 5; the operation ends", "§5.10.3", State::user,
+             [](Ctx& c) { digest_init(c, c.rw); }, [](Ctx& c) { return CALL(C_DigestUpdate)(c.rw, nullptr, 5); },
+             check_no_digest);
+    null_row(ENTRY(C_DigestFinal), "pulDigestLen; the operation ends", "§5.10.5", State::user,
+             [](Ctx& c) { digest_init(c, c.rw); },
+             [](Ctx& c) { return CALL(C_DigestFinal)(c.rw, c.out.data(), nullptr); }, check_no_digest);
     null_row(ENTRY(C_SignInit), "pMechanism", "§5.11.1", State::user, none,
              [](Ctx& c) { return CALL(C_SignInit)(c.rw, nullptr, c.priv); });
-    null_row(ENTRY(C_Sign), "pData with ulDataLen 5", "§5.11.2", State::user, [](Ctx& c) { sign_init(c, c.rw); },
+    null_row(ENTRY(C_Sign), "pData with ulDataLen 5; the operation ends", "§5.11.2", State::user,
+             [](Ctx& c) { sign_init(c, c.rw); },
              [](Ctx& c) {
                  c.out_len = static_cast<CK_ULONG>(c.out.size());
                  return CALL(C_Sign)(c.rw, nullptr, 5, c.out.data(), &c.out_len);
-             });
-    null_row(ENTRY(C_Sign), "pulSignatureLen", "§5.11.2", State::user, [](Ctx& c) { sign_init(c, c.rw); },
-             [](Ctx& c) { return CALL(C_Sign)(c.rw, msg(), msg_len(), c.out.data(), nullptr); });
-    null_row(ENTRY(C_SignUpdate), "pPart with ulPartLen 5", "§5.11.3", State::user, [](Ctx& c) { sign_init(c, c.rw); },
-             [](Ctx& c) { return CALL(C_SignUpdate)(c.rw, nullptr, 5); });
-    null_row(ENTRY(C_SignFinal), "pulSignatureLen", "§5.11.4", State::user, [](Ctx& c) { sign_init(c, c.rw); },
-             [](Ctx& c) { return CALL(C_SignFinal)(c.rw, c.out.data(), nullptr); });
+             },
+             check_no_sign);
+    null_row(ENTRY(C_Sign), "pulSignatureLen; the operation ends", "§5.11.2", State::user,
+             [](Ctx& c) { sign_init(c, c.rw); },
+             [](Ctx& c) { return CALL(C_Sign)(c.rw, msg(), msg_len(), c.out.data(), nullptr); }, check_no_sign);
+    null_row(ENTRY(C_SignUpdate), "pPart with ulPartLen 5; the operation ends", "§5.11.3", State::user,
+             [](Ctx& c) { sign_init(c, c.rw); }, [](Ctx& c) { return CALL(C_SignUpdate)(c.rw, nullptr, 5); },
+             check_no_sign);
+    null_row(ENTRY(C_SignFinal), "pulSignatureLen; the operation ends", "§5.11.4", State::user,
+             [](Ctx& c) { sign_init(c, c.rw); },
+             [](Ctx& c) { return CALL(C_SignFinal)(c.rw, c.out.data(), nullptr); }, check_no_sign);
     null_row(ENTRY(C_VerifyInit), "pMechanism", "§5.12.1", State::user, none,
              [](Ctx& c) { return CALL(C_VerifyInit)(c.rw, nullptr, c.pub); });
-    null_row(ENTRY(C_Verify), "pSignature", "§5.12.2", State::user, [](Ctx& c) { verify_init(c, c.rw); },
-             [](Ctx& c) { return CALL(C_Verify)(c.rw, msg(), msg_len(), nullptr, ecdsa_p256_len); });
-    null_row(ENTRY(C_VerifyUpdate), "pPart with ulPartLen 5", "§5.12.3", State::user,
-             [](Ctx& c) { verify_init(c, c.rw); }, [](Ctx& c) { return CALL(C_VerifyUpdate)(c.rw, nullptr, 5); });
-    null_row(ENTRY(C_VerifyFinal), "pSignature", "§5.12.4", State::user,
+    null_row(ENTRY(C_Verify), "pSignature; the operation ends", "§5.12.2", State::user,
+             [](Ctx& c) { verify_init(c, c.rw); },
+             [](Ctx& c) { return CALL(C_Verify)(c.rw, msg(), msg_len(), nullptr, ecdsa_p256_len); }, check_no_verify);
+    null_row(ENTRY(C_VerifyUpdate), "pPart with ulPartLen 5; the operation ends", "§5.12.3", State::user,
+             [](Ctx& c) { verify_init(c, c.rw); }, [](Ctx& c) { return CALL(C_VerifyUpdate)(c.rw, nullptr, 5); },
+             check_no_verify);
+    null_row(ENTRY(C_VerifyFinal), "pSignature; the operation ends", "§5.12.4", State::user,
              [](Ctx& c) {
                  verify_init(c, c.rw);
                  REQUIRE(ckr_name(c.f->C_VerifyUpdate(c.rw, msg(), msg_len())) == "CKR_OK");
              },
-             [](Ctx& c) { return CALL(C_VerifyFinal)(c.rw, nullptr, ecdsa_p256_len); });
+             [](Ctx& c) { return CALL(C_VerifyFinal)(c.rw, nullptr, ecdsa_p256_len); }, check_no_verify);
     null_row(ENTRY(C_GenerateKeyPair), "pMechanism", "§5.14.2", State::user, none, [](Ctx& c) {
         Bytes params = p256_params();
         CK_ATTRIBUTE pub[] = {attr(CKA_EC_PARAMS, params)};
