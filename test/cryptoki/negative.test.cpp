@@ -28,6 +28,11 @@
 //   die at C_Logout even if the user logs in again (§5.6.8), so using such a handle is
 //   CKR_OBJECT_HANDLE_INVALID / CKR_KEY_HANDLE_INVALID. CKR_USER_NOT_LOGGED_IN is for creating
 //   private objects without a login (§5.1.6's own example) and for generating a private key.
+// - C_Digest*, C_Sign* and C_Verify* end their operation on every error but
+//   CKR_BUFFER_TOO_SMALL (§5.10-§5.12 "always terminates"), CKR_ARGUMENTS_BAD included.
+// - An attribute type the spec defines but the object's class lacks is reported
+//   CKR_ATTRIBUTE_TYPE_INVALID by the token (policy.hpp); §4.1.1 calls a type invalid only
+//   when neither the spec nor the vendor defines it, so the table asserts only that case.
 #include <algorithm>
 #include <array>
 #include <cstring>
