@@ -165,7 +165,8 @@ public:
         return {};
     }
 
-    /// One line for people about the last failure (empty after success).
+    /// One line for people about the last failure (empty after success); with
+    /// Config::error_texts false, "TLS error 0x<Errc>, native <code>".
     [[nodiscard]] const char* error_message() const noexcept { return msg_.data(); }
     [[nodiscard]] bool connected() const noexcept { return connected_; }
     /// True when the last handshake resumed an earlier session (no new key exchange).
