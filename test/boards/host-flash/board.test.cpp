@@ -223,7 +223,7 @@ TEST_CASE("host-flash: an image whose creation was cut short (shorter, all erase
     CHECK(read_file(path).size() == 1024 * kib);
 }
 
-TEST_CASE("host-flash: the unique id is made at an image's first boot, kept across boots, and differs per image", "[board][host-flash]") {
+TEST_CASE("host-flash: the unique id is made at an image's first boot, kept across boots and C_InitToken, and differs per image", "[board][host-flash]") {
     test::TempDir dir;
     const std::string a = dir.path() + "/a.img", b = dir.path() + "/b.img";
     Bytes id_a, id_b;
@@ -237,6 +237,15 @@ TEST_CASE("host-flash: the unique id is made at an image's first boot, kept acro
         auto t = board::open_image(a);
         REQUIRE(t);
         CHECK(board_record(**t, board::unique_id_record) == id_a);
+        // C_InitToken erases the token's objects, not the board's records.
+        Ready r = initialized(std::move(*t));
+        CHECK(board_record(*r.token, board::unique_id_record) == id_a);
+    }
+    {
+        auto t = board::open_image(a);
+        REQUIRE(t);
+        CHECK(board_record(**t, board::unique_id_record) == id_a);
+        CHECK((*t)->entropy().boot_count() == 3);
     }
     {
         auto t = board::open_image(b);
