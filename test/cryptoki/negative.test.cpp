@@ -30,9 +30,9 @@
 //   private objects without a login (§5.1.6's own example) and for generating a private key.
 // - C_Digest*, C_Sign* and C_Verify* end their operation on every error but
 //   CKR_BUFFER_TOO_SMALL (§5.10-§5.12 "always terminates"), CKR_ARGUMENTS_BAD included.
-// - An attribute type the spec defines but the object's class lacks is reported
-//   CKR_ATTRIBUTE_TYPE_INVALID by the token (policy.hpp); §4.1.1 calls a type invalid only
-//   when neither the spec nor the vendor defines it, so the table asserts only that case.
+// - A template attribute the spec defines for other classes but not the object's (CKA_MODULUS
+//   on a data object) is CKR_TEMPLATE_INCONSISTENT (§4.1.1 item 7's own example); a type
+//   neither the spec nor the vendor defines is CKR_ATTRIBUTE_TYPE_INVALID (§4.1.1 item 3).
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -1364,6 +1364,11 @@ void written_rows(std::vector<Row>& rows) {
         return std::vector<CK_ATTRIBUTE>{{CKA_CLASS, c.values[0].data(), sizeof(CK_ULONG)},
                                          {undefined_attribute, c.values[1].data(), 4}};
     });
+    create_row("attribute of another class (CKA_MODULUS on data)", "§4.1.1", CKR_TEMPLATE_INCONSISTENT, [](Ctx& c) {
+        Vals::ul(c, 0) = CKO_DATA;
+        return std::vector<CK_ATTRIBUTE>{{CKA_CLASS, c.values[0].data(), sizeof(CK_ULONG)},
+                                         {CKA_MODULUS, c.values[1].data(), 4}};
+    });
     create_row("CKA_TOKEN four bytes long", "§4.1.1", CKR_ATTRIBUTE_VALUE_INVALID, [](Ctx& c) {
         Vals::ul(c, 0) = CKO_DATA;
         return std::vector<CK_ATTRIBUTE>{{CKA_CLASS, c.values[0].data(), sizeof(CK_ULONG)},
@@ -1439,6 +1444,8 @@ void written_rows(std::vector<Row>& rows) {
             [](Ctx& c) { CHECK(label_of(c, c.data) == "negative data"); });
     set_row("attribute type no spec or vendor defines", "§4.1.2; §5.7.6", CKR_ATTRIBUTE_TYPE_INVALID, &Ctx::data,
             [](Ctx& c) { return std::vector<CK_ATTRIBUTE>{{undefined_attribute, c.values[0].data(), 4}}; });
+    set_row("attribute of another class (CKA_SIGN on data)", "§4.1.2; §4.1.1", CKR_TEMPLATE_INCONSISTENT, &Ctx::data,
+            [](Ctx& c) { return std::vector<CK_ATTRIBUTE>{{CKA_SIGN, &Vals::yes(c), 1}}; });
     set_row("CKA_SENSITIVE four bytes long", "§4.1.2; §5.7.6", CKR_ATTRIBUTE_VALUE_INVALID, &Ctx::priv,
             [](Ctx& c) { return std::vector<CK_ATTRIBUTE>{{CKA_SENSITIVE, c.values[0].data(), 4}}; });
     set_row("CKA_SENSITIVE back to false", "§4.1.2; §4.9 (once true, read-only)", CKR_ATTRIBUTE_READ_ONLY, &Ctx::priv,
@@ -1554,7 +1561,7 @@ TEST_CASE("PKCS#11 negative paths: the table covers all 68 entries and has the r
     CHECK(probes().size() == 68);
     CHECK(session == 28);
     CHECK(not_offered == 28);
-    constexpr std::size_t written = 156;
+    constexpr std::size_t written = 158;
     CHECK(rows.size() == 2 * 66 + 2 + 4 * session + not_offered + written);
 }
 

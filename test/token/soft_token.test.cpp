@@ -486,13 +486,18 @@ TOKEN_TEST("a template without CKA_CLASS gives template_incomplete", "[objects]"
           Errc::template_incomplete);  // no CKA_KEY_TYPE
 }
 
-TOKEN_TEST("an attribute the class does not have gives attribute_type_invalid", "[objects]") {
+TOKEN_TEST("an attribute of other classes is inconsistent, an undefined one invalid (v2.40 4.1.1)", "[objects]") {
     TestType m;
     auto& t = *m;
     CK_ULONG s = open_session(t);
-    CHECK(code(t.create_object(s, data_template("d", false).add(CKA_MODULUS, Bytes{1, 2}))) == Errc::attribute_type_invalid);
-    CHECK(code(t.create_object(s, data_template("d", false).add(CKA_SIGN, true))) == Errc::attribute_type_invalid);
+    CHECK(code(t.create_object(s, data_template("d", false).add(CKA_MODULUS, Bytes{1, 2}))) == Errc::template_inconsistent);
+    CHECK(code(t.create_object(s, data_template("d", false).add(CKA_SIGN, true))) == Errc::template_inconsistent);
     CHECK(code(t.create_object(s, data_template("d", false).add(0x80001234ul, Bytes{1}))) == Errc::attribute_type_invalid);
+    CHECK(code(t.create_object(s, data_template("d", false).add(0x00000FFFul, Bytes{1}))) == Errc::attribute_type_invalid);
+    auto d = t.create_object(s, data_template("d", false));
+    REQUIRE(code(d) == no_error);
+    CHECK(code(t.set_attributes(s, *d, Template{}.add(CKA_SIGN, true))) == Errc::template_inconsistent);
+    CHECK(code(t.set_attributes(s, *d, Template{}.add(0x80001234ul, Bytes{1}))) == Errc::attribute_type_invalid);
 }
 
 TOKEN_TEST("a boolean attribute of the wrong length gives attribute_value_invalid", "[objects]") {

@@ -127,6 +127,19 @@ constexpr void for_each_rule(Kind k, F&& f) {
     }
 }
 
+/// The error for a template attribute that objects of kind `k` do not have (PKCS#11 v2.40
+/// §4.1.1): an attribute the spec defines for other objects this token holds makes the
+/// template inconsistent (CKR_TEMPLATE_INCONSISTENT, "appropriate for ... but not for" this
+/// class); a type defined for none of them is invalid (CKR_ATTRIBUTE_TYPE_INVALID).
+[[nodiscard]] constexpr Errc absent_attribute_error(CK_ATTRIBUTE_TYPE t) noexcept {
+    constexpr Kind kinds[] = {{CKO_DATA, CK_UNAVAILABLE_INFORMATION}, {CKO_CERTIFICATE, CK_UNAVAILABLE_INFORMATION},
+                              {CKO_PUBLIC_KEY, CKK_EC},  {CKO_PUBLIC_KEY, CKK_RSA},
+                              {CKO_PRIVATE_KEY, CKK_EC}, {CKO_PRIVATE_KEY, CKK_RSA}};
+    for (const Kind& k : kinds)
+        if (rule_for(k, t)) return Errc::template_inconsistent;
+    return Errc::attribute_type_invalid;
+}
+
 enum class Mode : std::uint8_t { create, generate };
 
 /// The value of attribute `t` in a caller template, if present.
@@ -178,7 +191,7 @@ enum class Mode : std::uint8_t { create, generate };
         for (std::size_t j = 0; j < i; ++j)
             if (tmpl[j].type == a.type) return fail(Errc::template_inconsistent);
         auto rule = rule_for(k, a.type);
-        if (!rule) return fail(Errc::attribute_type_invalid);
+        if (!rule) return fail(absent_attribute_error(a.type));
         if (!canonical(a)) return fail(Errc::attribute_value_invalid);  // also checks CKA_ALLOWED_MECHANISMS
         bool ok_here = mode == Mode::create ? (rule->flags & allowed) != 0
                                             : ((rule->flags & allowed) && !(rule->flags & generated)) ||

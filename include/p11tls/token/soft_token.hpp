@@ -366,7 +366,7 @@ public:
                 if (tmpl[j].type == tmpl[i].type) return fail(Errc::template_inconsistent);
         for (const CK_ATTRIBUTE& a : tmpl) {
             auto rule = token::rule_for(kind, a.type);
-            if (!rule) return fail(Errc::attribute_type_invalid);
+            if (!rule) return fail(token::absent_attribute_error(a.type));
             auto c = token::canonical(a);
             if (!c) return fail(Errc::attribute_value_invalid);
             bool one_way = (a.type == CKA_SENSITIVE && c->value[0] == std::byte{1}) ||
