@@ -18,6 +18,8 @@ packages=(
   openssl opensc gnutls-bin libengine-pkcs11-openssl softhsm2 mosquitto mosquitto-clients python3
   # board mps2-an386: Cortex-M4 toolchain, newlib-nano, QEMU; dpkg-dev for `apt-get source mbedtls`
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm dpkg-dev
+  # fuzz targets: clang with libFuzzer and the sanitizer runtimes
+  clang libclang-rt-14-dev
 )
 
 missing=()
