@@ -35,11 +35,6 @@ Result<std::size_t> no_signer(void*, CK_ULONG, CK_ULONG, CK_MECHANISM_TYPE, std:
     return fail(Errc::key_function_not_permitted);
 }
 
-bool looks_like_pem(std::span<const std::byte> data) {
-    std::string_view text(reinterpret_cast<const char*>(data.data()), data.size());
-    return text.find("-----BEGIN ") != std::string_view::npos;
-}
-
 struct Pk {
     mbedtls_pk_context k;
     Pk() { mbedtls_pk_init(&k); }

@@ -218,21 +218,13 @@ bool handshake_resuming(const mbedtls_ssl_context& ssl) noexcept {
 }
 
 Result<void> parse_certs(mbedtls_x509_crt& chain, std::span<const std::byte> data) noexcept {
-    if (data.empty()) return fail(Errc::tls_bad_pem);
-    const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-    int ret;
-    static constexpr char pem_begin[] = "-----BEGIN ";
-    if (data.size() > 11 && std::memchr(p, '-', data.size()) &&
-        std::string_view(reinterpret_cast<const char*>(p), data.size()).find(pem_begin) != std::string_view::npos) {
-        // mbedTLS wants PEM NUL-terminated with the NUL counted.
-        auto* copy = static_cast<unsigned char*>(mbedtls_calloc(1, data.size() + 1));
-        if (!copy) return fail(Errc::out_of_memory);
-        std::memcpy(copy, p, data.size());
-        ret = mbedtls_x509_crt_parse(&chain, copy, data.size() + 1);
-        mbedtls_free(copy);
-    } else {
-        ret = mbedtls_x509_crt_parse_der(&chain, p, data.size());
-    }
+    if (!looks_like_pem(data)) return parse_der_cert(chain, data);
+    // mbedTLS wants PEM NUL-terminated with the NUL counted.
+    auto* copy = static_cast<unsigned char*>(mbedtls_calloc(1, data.size() + 1));
+    if (!copy) return fail(Errc::out_of_memory);
+    std::memcpy(copy, data.data(), data.size());
+    const int ret = mbedtls_x509_crt_parse(&chain, copy, data.size() + 1);
+    mbedtls_free(copy);
     // A positive value counts certificates that did not parse.
     if (ret != 0) return fail(Errc::tls_bad_pem, ret);
     return {};

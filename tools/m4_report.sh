@@ -4,13 +4,21 @@
 # with the same mbedTLS build, config and flags. Prints name=value lines.
 #   tools/m4_report.sh [BUILD_DIR]        (default build-m4; set up with the board's cross file if missing)
 #
-# Four images (tools/m4_report/), each with the same in-image TLS server and measurement harness:
-#   p11tls        TlsSession, client key in the board's SoftToken (provisioned at boot)
+# Five images (tools/m4_report/), each with the same in-image TLS server and measurement harness:
+#   p11tls        TlsSession, client key in the board's SoftToken (provisioned at boot), with a
+#                 TlsConfig that has the optional features the plain client has: no resumption
+#                 on reconnect, no ALPN, DER certificates only
+#   p11tls-full   the same with the board's TlsConfig: every optional feature on
 #   p11tls-token  the same token provisioning and signature, no TlsSession
 #   plain         the same handshake in plain C against mbedTLS, client key parsed from a buffer
 #   server-only   the server alone
 # .text of the TLS layer = (p11tls - p11tls-token) - (plain - server-only): what TlsSession and
-# its glue add over a plain mbedTLS client. The token and its store (p11tls-token - server-only)
+# its glue add over a plain mbedTLS client with the same features; tls_layer_full.text is the
+# same with p11tls-full. <image>.features lists the optional features (resumption, alpn,
+# pem_input) whose mbedTLS entry points (mbedtls_ssl_set_session,
+# mbedtls_ssl_conf_alpn_protocols, mbedtls_x509_crt_parse) a client image links, read from
+# its symbol table; features_like_plain says whether p11tls and plain have the same. The
+# token and its store (p11tls-token - server-only)
 # are reported separately. Like with like: the board's mbedTLS has no error strings
 # (MBEDTLS_ERROR_STRERROR_DUMMY) and its TlsConfig no error sentences (error_texts = false);
 # each client image prints error_texts (1 when its failures come with texts for people). Instructions are the client's handshake steps only, counted by the
@@ -25,7 +33,7 @@ board=boards/mps2-an386
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" --cross-file "$board/cross.ini" -Dboard=mps2-an386 >/dev/null
 fi
-images=(p11tls p11tls-token plain server-only)
+images=(p11tls p11tls-full p11tls-token plain server-only)
 targets=()
 for i in "${images[@]}"; do targets+=("tools/m4_report/m4-report-$i.elf"); done
 ninja -C "$build" "${targets[@]}" >/dev/null
@@ -49,18 +57,39 @@ store=0
 while read -r _ size _; do store=$((store + 16#$size)); done < <(arm-none-eabi-nm -C -S \
   "$build/tools/m4_report/m4-report-p11tls.elf" | grep -E '^[0-9a-f]+ [0-9a-f]+ [tTwW] p11tls::(RamNvm|FlashNvm)<.*>::')
 
+# Optional features by the mbedTLS functions only they call (none of which the server or the
+# token images link: the check below says so if that changes).
+declare -A feature_fn=([resumption]=mbedtls_ssl_set_session [alpn]=mbedtls_ssl_conf_alpn_protocols
+                       [pem_input]=mbedtls_x509_crt_parse)
+declare -A features
+for i in "${images[@]}"; do
+  syms=$(arm-none-eabi-nm "$build/tools/m4_report/m4-report-$i.elf" | awk '{ print $NF }')
+  f=
+  for name in resumption alpn pem_input; do
+    grep -qx "${feature_fn[$name]}" <<<"$syms" && f+=${f:+,}$name
+  done
+  features[$i]=${f:-none}
+done
+for i in p11tls-token server-only; do
+  [ "${features[$i]}" = none ] || { echo "m4_report: image $i links ${features[$i]}: feature detection is void" >&2; exit 1; }
+done
+for i in p11tls p11tls-full plain; do echo "${i//-/_}.features=${features[$i]}"; done
+echo "features_like_plain=$([ "${features[p11tls]}" = "${features[plain]}" ] && echo yes || echo no)"
+
 declare -A run
-for i in p11tls plain; do
+for i in p11tls p11tls-full plain; do
   out=$("$board/run-qemu.sh" "$build/tools/m4_report/m4-report-$i.elf")
   while IFS='=' read -r k v; do
-    [ -n "$k" ] && run[$i.$k]=$v && echo "${i}.$k=$v"
+    [ -n "$k" ] && run[$i.$k]=$v && echo "${i//-/_}.$k=$v"
   done <<<"$out"
   [ -n "${run[$i.handshake_insns]:-}" ] || { echo "m4_report: image $i failed" >&2; exit 1; }
 done
 
 tls_layer=$(((text[p11tls] - text[p11tls-token]) - (text[plain] - text[server-only])))
+tls_layer_full=$(((text[p11tls-full] - text[p11tls-token]) - (text[plain] - text[server-only])))
 token=$((text[p11tls-token] - text[server-only]))
 echo "tls_layer.text=$tls_layer"
+echo "tls_layer_full.text=$tls_layer_full"
 # Where the TLS layer's bytes are: named code and data, net of what differs between the p11tls
 # and p11tls-token images, by kind (their sum is p11tls - p11tls-token less unnamed bytes:
 # string literals, padding). "token" is the token's own code that the TLS layer's calls made

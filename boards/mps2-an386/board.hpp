@@ -132,6 +132,11 @@ static_assert(p11tls::Token<Token>);
 /// for max_fragment_length 4096, so a server that honours it never sends a larger record.
 /// No error sentences (as mbedtls_config.h has no mbedTLS error strings): failures keep their
 /// Errc and native code, and error_message() prints those numbers.
+/// Every optional feature stays on (resumption on reconnect, ALPN, PEM certificate input), as
+/// mbedtls_config.h has what they need (MBEDTLS_SSL_SESSION_TICKETS, MBEDTLS_SSL_ALPN,
+/// MBEDTLS_PEM_PARSE_C): the board shows the whole client, e.g. ALPN for MQTT on port 443.
+/// Firmware that uses fewer derives from this and switches them off (tools/m4_report's
+/// p11tls image does, to match the plain mbedTLS client).
 struct TlsConfig : tls::TlsConfig {
     static constexpr unsigned char max_fragment_length = MBEDTLS_SSL_MAX_FRAG_LEN_4096;
     static constexpr bool error_texts = false;

@@ -59,7 +59,7 @@ struct TlsConfig {
     /// Record buffers of the linked mbedTLS (fixed when mbedTLS is compiled).
     static constexpr std::size_t in_record_buffer = MBEDTLS_SSL_IN_CONTENT_LEN;
     static constexpr std::size_t out_record_buffer = MBEDTLS_SSL_OUT_CONTENT_LEN;
-    /// At most this many ALPN protocols.
+    /// At most this many ALPN protocols (with alpn true).
     static constexpr std::size_t max_alpn = 4;
     /// The session's DRBG reseeds from the board's Entropy after this many requests (and
     /// before every handshake).
@@ -69,19 +69,39 @@ struct TlsConfig {
     /// its Errc and native code, and error_message() names those two numbers only. For
     /// firmware that has no one to read a sentence and counts its flash.
     static constexpr bool error_texts = true;
+
+    /// Optional features. Each is on by default; false compiles the feature out of TlsSession,
+    /// with the mbedTLS functions only it calls, for firmware that counts its flash. Security
+    /// checks (server chain and name, the token key against the client certificate, the
+    /// server's alert) are not optional.
+    /// Reconnecting on a new transport offers the last session (ticket or id) when
+    /// Params::resume is set, and TlsSession::resumed() says whether the server took it. false:
+    /// every connect is a full handshake, Params::resume is ignored (resumption is only ever
+    /// an offer) and resumed() does not exist. Whether the ClientHello asks for a ticket is
+    /// mbedTLS's (MBEDTLS_SSL_SESSION_TICKETS), not this switch's.
+    static constexpr bool resumption = true;
+    /// Params::alpn is offered and TlsSession::alpn_protocol() tells the server's choice.
+    /// false: alpn_protocol() does not exist and configure() with protocols in Params::alpn
+    /// fails with Errc::not_supported.
+    static constexpr bool alpn = true;
+    /// Credentials' certificate bytes may be PEM (several certificates) as well as DER.
+    /// false: DER only (one certificate per buffer, as PKCS#11 stores them in the token), so
+    /// mbedTLS's PEM certificate parser is not linked; PEM bytes fail configure() with
+    /// Errc::not_supported.
+    static constexpr bool pem_input = true;
 };
 
 /// Runtime parameters of a connection.
 struct Params {
     /// Server name: sent as SNI and checked against the server certificate. Required.
     std::string_view server_name;
-    /// ALPN protocols offered, e.g. {"x-amzn-mqtt-ca"}; empty for none.
+    /// ALPN protocols offered, e.g. {"x-amzn-mqtt-ca"}; empty for none (TlsConfig::alpn).
     std::span<const std::string_view> alpn;
     /// Limit for each blocking transport wait, in milliseconds.
     int timeout_ms = 10000;
     /// Non-blocking: connect/send/recv return Errc::would_block; call again when ready.
     bool non_blocking = false;
-    /// Offer the last session's ticket or id on reconnect.
+    /// Offer the last session's ticket or id on reconnect (TlsConfig::resumption).
     bool resume = true;
 };
 

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include <mbedtls/net_sockets.h>
@@ -33,6 +34,13 @@ namespace p11tls {
 
 template <Token Tok, Transport Tr, Entropy E, class Config = tls::TlsConfig>
 class TlsSession {
+#if !defined(MBEDTLS_SSL_ALPN)
+    static_assert(!Config::alpn, "TlsConfig::alpn needs an mbedTLS with MBEDTLS_SSL_ALPN; or set alpn = false");
+#endif
+#if !defined(MBEDTLS_PEM_PARSE_C)
+    static_assert(!Config::pem_input, "TlsConfig::pem_input needs an mbedTLS with MBEDTLS_PEM_PARSE_C; or set pem_input = false");
+#endif
+
 public:
     TlsSession(Tok& token, E& entropy) noexcept : token_(token), drbg_(entropy) {
         mbedtls_ssl_init(&ssl_);
@@ -40,7 +48,7 @@ public:
         mbedtls_x509_crt_init(&ca_);
         mbedtls_x509_crt_init(&own_);
         mbedtls_pk_init(&key_);
-        mbedtls_ssl_session_init(&saved_);
+        if constexpr (Config::resumption) mbedtls_ssl_session_init(&saved_);
         msg_[0] = '\0';
     }
     TlsSession(const TlsSession&) = delete;
@@ -48,7 +56,7 @@ public:
     /// Frees (and thereby zeroizes) all TLS state. Does not send close_notify: call close().
     ~TlsSession() {
         reset_configuration();
-        mbedtls_ssl_session_free(&saved_);
+        if constexpr (Config::resumption) mbedtls_ssl_session_free(&saved_);
     }
 
     /// Loads the client key reference and certificates and sets up mbedTLS. Errors name what
@@ -64,6 +72,9 @@ public:
         params_ = params;
         params_.server_name = {server_name_.data(), params.server_name.size()};
         params_.alpn = {};
+        if constexpr (!Config::alpn)
+            if (!params.alpn.empty())
+                return error(Errc::not_supported, text("ALPN protocols given, but this TlsConfig has alpn = false"));
 
         static constexpr char personal[] = "p11tls TlsSession";
         if (auto r = drbg_.seed(std::as_bytes(std::span(personal)), Config::drbg_reseed_interval); !r)
@@ -85,15 +96,17 @@ public:
     }
 
     /// Gives the session its transport (a new one for each connection). Reconnecting on a new
-    /// transport offers the previous session for resumption when params.resume is set.
+    /// transport offers the previous session for resumption when params.resume is set (and
+    /// Config::resumption).
     void attach(Tr transport) {
         if (used_) {
             (void)mbedtls_ssl_session_reset(&ssl_);
-            if (have_saved_ && params_.resume) (void)mbedtls_ssl_set_session(&ssl_, &saved_);
+            if constexpr (Config::resumption)
+                if (have_saved_ && params_.resume) (void)mbedtls_ssl_set_session(&ssl_, &saved_);
         }
         transport_.emplace(std::move(transport));
         connected_ = false;
-        resumed_ = false;
+        if constexpr (Config::resumption) resumed_ = false;
         close_queued_ = false;
         used_ = true;
         if constexpr (requires(Tr& t) { t.set_timeout(1); }) transport_->set_timeout(params_.timeout_ms);
@@ -116,14 +129,18 @@ public:
             int ret = mbedtls_ssl_handshake_step(&ssl_);
             // mbedTLS marks the handshake resuming as soon as a session is offered; only the
             // ServerHello says whether the server accepted it.
-            if (ssl_.handshake && ssl_.state > MBEDTLS_SSL_SERVER_HELLO) resumed_ = detail::mbed::handshake_resuming(ssl_);
+            if constexpr (Config::resumption)
+                if (ssl_.handshake && ssl_.state > MBEDTLS_SSL_SERVER_HELLO)
+                    resumed_ = detail::mbed::handshake_resuming(ssl_);
             if (ret != 0) return failure(ret);
         }
         connected_ = true;
         msg_[0] = '\0';  // the would_block steps of a non-blocking handshake left text behind
-        mbedtls_ssl_session_free(&saved_);
-        mbedtls_ssl_session_init(&saved_);
-        have_saved_ = mbedtls_ssl_get_session(&ssl_, &saved_) == 0;
+        if constexpr (Config::resumption) {
+            mbedtls_ssl_session_free(&saved_);
+            mbedtls_ssl_session_init(&saved_);
+            have_saved_ = mbedtls_ssl_get_session(&ssl_, &saved_) == 0;
+        }
         return {};
     }
 
@@ -169,15 +186,25 @@ public:
     /// Config::error_texts false, "TLS error 0x<Errc>, native <code>".
     [[nodiscard]] const char* error_message() const noexcept { return msg_.data(); }
     [[nodiscard]] bool connected() const noexcept { return connected_; }
-    /// True when the last handshake resumed an earlier session (no new key exchange).
-    [[nodiscard]] bool resumed() const noexcept { return resumed_; }
+    /// True when the last handshake resumed an earlier session (no new key exchange). Only
+    /// with Config::resumption.
+    [[nodiscard]] bool resumed() const noexcept
+        requires(Config::resumption)
+    {
+        return resumed_;
+    }
     /// Handshake signatures made by the token so far.
     [[nodiscard]] std::size_t token_signatures() const noexcept { return ref_.signatures; }
     /// True when decrypted or buffered data waits inside the session (read it before polling).
     [[nodiscard]] bool pending() const noexcept {
         return mbedtls_ssl_get_bytes_avail(&ssl_) > 0 || mbedtls_ssl_check_pending(&ssl_) != 0;
     }
-    [[nodiscard]] const char* alpn_protocol() const noexcept { return mbedtls_ssl_get_alpn_protocol(&ssl_); }
+    /// The ALPN protocol the server chose, or nullptr. Only with Config::alpn.
+    [[nodiscard]] const char* alpn_protocol() const noexcept
+        requires(Config::alpn)
+    {
+        return mbedtls_ssl_get_alpn_protocol(&ssl_);
+    }
     [[nodiscard]] const char* ciphersuite() const noexcept { return mbedtls_ssl_get_ciphersuite(&ssl_); }
     [[nodiscard]] Tr* transport() noexcept { return transport_ ? &*transport_ : nullptr; }
 
@@ -309,7 +336,7 @@ private:
         for (std::size_t i = 0; i < *n; ++i) {
             auto v = attribute(h[i], CKA_VALUE, der);
             if (!v) return error(v.error(), text("cannot read a certificate from the token"));
-            if (auto r = detail::mbed::parse_certs(chain, *v); !r)
+            if (auto r = parse(chain, *v); !r)
                 return error(Errc::tls_bad_pem, text("a certificate in the token does not parse"));
         }
         return {};
@@ -320,8 +347,20 @@ private:
     Result<void> load_certs(mbedtls_x509_crt& chain, std::span<const std::byte> data, std::string_view label,
                             const char* what, const char* bad_data) {
         if (data.empty()) return certs_from_token(chain, label, what);
-        if (auto r = detail::mbed::parse_certs(chain, data); !r) return error(Errc::tls_bad_pem, bad_data);
+        if (auto r = parse(chain, data); !r) {
+            if constexpr (!Config::pem_input)
+                if (detail::mbed::looks_like_pem(data))
+                    return error(Errc::not_supported, text("certificate data is PEM, but this TlsConfig has "
+                                                           "pem_input = false: give DER"));
+            return error(Errc::tls_bad_pem, bad_data);
+        }
         return {};
+    }
+
+    // PEM or DER with Config::pem_input, else DER only (mbedTLS's PEM parser stays out).
+    static Result<void> parse(mbedtls_x509_crt& chain, std::span<const std::byte> data) noexcept {
+        if constexpr (Config::pem_input) return detail::mbed::parse_certs(chain, data);
+        else return detail::mbed::parse_der_cert(chain, data);
     }
 
     // Finds the private key, makes key_ sign with it through the token, and puts the client
@@ -405,17 +444,19 @@ private:
             return bad(r, text("invalid max fragment length"));
         if (!c.anonymous_client)
             if (int r = mbedtls_ssl_conf_own_cert(&conf_, &own_, &key_)) return bad(r, text("mbedTLS refused the client certificate"));
-        if (!p.alpn.empty()) {
-            if (p.alpn.size() > Config::max_alpn) return error(Errc::tls_config, text("too many ALPN protocols"));
-            for (std::size_t i = 0; i < p.alpn.size(); ++i) {
-                if (p.alpn[i].empty() || p.alpn[i].size() >= alpn_names_[i].size())
-                    return error(Errc::tls_config, text("ALPN protocol name empty or too long"));
-                std::memcpy(alpn_names_[i].data(), p.alpn[i].data(), p.alpn[i].size());
-                alpn_names_[i][p.alpn[i].size()] = '\0';
-                alpn_[i] = alpn_names_[i].data();
+        if constexpr (Config::alpn) {
+            if (!p.alpn.empty()) {
+                if (p.alpn.size() > Config::max_alpn) return error(Errc::tls_config, text("too many ALPN protocols"));
+                for (std::size_t i = 0; i < p.alpn.size(); ++i) {
+                    if (p.alpn[i].empty() || p.alpn[i].size() >= alpn_names_[i].size())
+                        return error(Errc::tls_config, text("ALPN protocol name empty or too long"));
+                    std::memcpy(alpn_names_[i].data(), p.alpn[i].data(), p.alpn[i].size());
+                    alpn_names_[i][p.alpn[i].size()] = '\0';
+                    alpn_[i] = alpn_names_[i].data();
+                }
+                alpn_[p.alpn.size()] = nullptr;
+                if (int r = mbedtls_ssl_conf_alpn_protocols(&conf_, alpn_.data())) return bad(r, text("invalid ALPN list"));
             }
-            alpn_[p.alpn.size()] = nullptr;
-            if (int r = mbedtls_ssl_conf_alpn_protocols(&conf_, alpn_.data())) return bad(r, text("invalid ALPN list"));
         }
         if (int r = mbedtls_ssl_setup(&ssl_, &conf_)) return bad(r, text("mbedTLS setup failed (out of memory?)"));
         if (int r = mbedtls_ssl_set_hostname(&ssl_, server_name_.data())) return bad(r, text("invalid server name"));
@@ -444,7 +485,8 @@ private:
     mbedtls_ssl_config conf_;
     mbedtls_x509_crt ca_, own_;
     mbedtls_pk_context key_;
-    mbedtls_ssl_session saved_;
+    // The last session, offered on reconnect (Config::resumption).
+    [[no_unique_address]] std::conditional_t<Config::resumption, mbedtls_ssl_session, detail::mbed::Absent> saved_;
     detail::mbed::TokenKeyRef ref_{};
     std::optional<CK_ULONG> token_session_;
     std::optional<Tr> transport_;
@@ -452,8 +494,9 @@ private:
     Error last_transport_error_{};
     // Written before use (msg_ starts empty in the constructor): no zero fill at construction.
     std::array<char, 256> server_name_;
-    std::array<std::array<char, 64>, Config::max_alpn> alpn_names_;
-    std::array<const char*, Config::max_alpn + 1> alpn_;
+    static constexpr std::size_t alpn_max_ = Config::alpn ? Config::max_alpn : 0;
+    std::array<std::array<char, 64>, alpn_max_> alpn_names_;
+    std::array<const char*, Config::alpn ? alpn_max_ + 1 : 0> alpn_;
     std::array<char, texts_ ? 256 : 40> msg_;
     bool configured_ = false, connected_ = false, used_ = false, resumed_ = false, have_saved_ = false,
          close_queued_ = false;

@@ -78,6 +78,21 @@ void token_pk_setup(mbedtls_pk_context& pk, TokenPublicKey& key) noexcept;
 
 /// Parses PEM (one or more certificates) or DER certificate bytes into `chain`.
 [[nodiscard]] Result<void> parse_certs(mbedtls_x509_crt& chain, std::span<const std::byte> data) noexcept;
+/// Parses one DER certificate into `chain`; PEM is an error (mbedTLS's PEM parser is not linked).
+[[nodiscard]] inline Result<void> parse_der_cert(mbedtls_x509_crt& chain, std::span<const std::byte> data) noexcept {
+    if (data.empty()) return fail(Errc::tls_bad_pem);
+    if (int ret = mbedtls_x509_crt_parse_der(&chain, reinterpret_cast<const unsigned char*>(data.data()), data.size()))
+        return fail(Errc::tls_bad_pem, ret);
+    return {};
+}
+/// True if `data` holds a PEM block ("-----BEGIN ").
+[[nodiscard]] inline bool looks_like_pem(std::span<const std::byte> data) noexcept {
+    return std::string_view(reinterpret_cast<const char*>(data.data()), data.size()).find("-----BEGIN ") !=
+           std::string_view::npos;
+}
+
+/// The member a feature that is compiled out leaves in its place (with [[no_unique_address]]).
+struct Absent {};
 
 /// What a bio callback returns to mbedTLS for a transport error `code` on a send or a receive.
 [[nodiscard]] int transport_ret(Errc code, bool sending) noexcept;
