@@ -2,6 +2,7 @@
 // TlsConfig's optional features (resumption, alpn, pem_input): a TlsSession with them switched
 // off still makes a verified mutual-auth handshake with the in-process server, the APIs of a
 // feature compiled out do not exist, and asking for it at run time is Errc::not_supported.
+#include <concepts>
 #include <cstring>
 #include <string>
 
