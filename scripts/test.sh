@@ -3,8 +3,10 @@
 # The whole test suite, set-up included:
 #   1. unit tests and the integration tests that drive pkcs11-tool, p11tool, OpenSSL (engine,
 #      s_server), mosquitto and SoftHSMv2 against the built module and TLS client;
-#   2. the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (token, Cryptoki
-#      module, TLS session with its negative paths: bad peers, bad certificates, failing entropy);
+#   2. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer (unit, concurrency,
+#      powerloss with LeakSanitizer; the integration suite with the ASan runtime preloaded into
+#      the third-party programs that load the module) and the concurrency test under
+#      ThreadSanitizer (scripts/sanitizers.sh);
 #   3. the main demo end to end (scripts/demo.sh);
 #   4. board mps2-an386: the Cortex-M4 cross build (mbedTLS from Debian's source package), its
 #      target tests in QEMU and the size and cost report (tools/m4_report.sh).
@@ -16,15 +18,8 @@ echo "== 1/4 build and run the test suite =="
 scripts/setup.sh build
 meson test -C build --print-errorlogs "$@"
 
-echo "== 2/4 unit tests under ASan + UBSan =="
-if [ -f build-asan/build.ninja ]; then
-  meson setup --reconfigure build-asan >/dev/null
-else
-  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dintegration_tests=false >/dev/null
-fi
-ninja -C build-asan test/unit-tests
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  meson test -C build-asan --print-errorlogs unit
+echo "== 2/4 the suite under ASan + UBSan, the concurrency test under TSan =="
+bash scripts/sanitizers.sh
 
 echo "== 3/4 the main demo =="
 bash scripts/demo.sh build
