@@ -144,6 +144,33 @@ struct ParsedCsr {
     ~ParsedCsr() { mbedtls_x509_csr_free(&c); }
 };
 
+// Every "type=value" of a subject in mbedTLS's syntax has a value. mbedTLS 2.28 (asn1write.c,
+// mbedtls_asn1_store_named_data) frees the value of a type given twice when the second is
+// empty ("O=a,O=") but keeps its old length, and mbedtls_x509write_csr_der then copies from
+// NULL: refused here, with the same scan of escapes and separators as mbedTLS's parser.
+bool subject_values_present(std::string_view subject) {
+    bool in_value = false;
+    std::size_t value_len = 0;
+    for (std::size_t i = 0; i < subject.size(); ++i) {
+        const char c = subject[i];
+        if (!in_value) {
+            if (c == '=') {
+                in_value = true;
+                value_len = 0;
+            }
+        } else if (c == '\\' && i + 1 < subject.size()) {
+            ++i;
+            ++value_len;
+        } else if (c == ',') {
+            if (value_len == 0) return false;
+            in_value = false;
+        } else {
+            ++value_len;
+        }
+    }
+    return !in_value || value_len > 0;
+}
+
 bool valid_dns_name(std::string_view name) {
     if (name.empty() || name.size() > 253) return false;
     for (char ch : name) {
@@ -199,7 +226,8 @@ Result<void> verify_csr(std::span<const std::byte> der) {
 Result<std::size_t> write_csr(TokenPk& key, const CsrFields& f, Rng rng, Encoding enc, std::span<std::byte> out) noexcept {
     Csr csr;
     char subject[512];
-    if (f.subject.empty() || f.subject.size() >= sizeof subject) return fail(Errc::invalid_argument);
+    if (f.subject.empty() || f.subject.size() >= sizeof subject || !subject_values_present(f.subject))
+        return fail(Errc::invalid_argument);
     std::memcpy(subject, f.subject.data(), f.subject.size());
     subject[f.subject.size()] = '\0';
     // mbedTLS takes text without any "type=value" as an empty name.
