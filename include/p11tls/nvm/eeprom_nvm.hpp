@@ -366,13 +366,16 @@ private:
             int newest = -1;
             for (int c = 0; c < 2; ++c)
                 if (h[c] && !(h[c]->flags & empty_flag) && (newest < 0 || h[c]->seq > h[newest]->seq)) newest = c;
-            p += 2 * per_copy;
             if (newest < 0) {  // no record: a slot whose creation or removal was cut
                 for (int c = 0; c < 2; ++c)
                     if (h[c]) P11TLS_TRY(clear_header(s, static_cast<std::size_t>(c)));
                 ++report_.slots_freed;
+                // Its other pages hold nothing: a slot stored there since (over the payload of a
+                // freed slot that looked like a header) must still be found.
+                p += 2;
                 continue;
             }
+            p += 2 * per_copy;
             const Header& n = *h[newest];
             s.id = n.id;
             s.len = n.len;
