@@ -165,7 +165,10 @@ void verify(const N& nvm, const Model& m) {
         auto size = nvm.size(id);
         P11TLS_FUZZ_CHECK(size && *size == *r);
     }
-    for (const auto& [id, v] : m.values) P11TLS_FUZZ_CHECK(listed.count(id));
+    for (const auto& [id, v] : m.values) {
+        if (!listed.count(id)) std::fprintf(stderr, "record %u (%zu bytes) is gone\n", id, v.size());
+        P11TLS_FUZZ_CHECK(listed.count(id));
+    }
     for (RecordId id : m.corrupt) P11TLS_FUZZ_CHECK(listed.count(id));
 }
 
