@@ -15,10 +15,6 @@
 # Debian's mbedTLS is not instrumented: its internals are not checked for races or memory
 # errors, and its calls into our callbacks are (ours are instrumented).
 #   scripts/sanitizers.sh [asan|tsan]    # both parts by default
-# P11TLS_SAN_POWERLOSS=full runs the whole powerloss suite under ASan; by default it runs the
-# cut-at-every-operation sweeps of one flash part, the EEPROM and SealedNvm (every store type,
-# about a third of the suite's time), since the full suite takes several minutes even without
-# sanitizers (stage 1 runs it all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,17 +42,8 @@ if [ "$parts" = all ] || [ "$parts" = asan ]; then
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   t=$SECONDS
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
-    meson test -C build-san --no-rebuild --print-errorlogs unit concurrency
-  took "unit, concurrency under ASan + UBSan + LSan" "$t"
-
-  t=$SECONDS
-  if [ "${P11TLS_SAN_POWERLOSS:-}" = full ]; then
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 meson test -C build-san --no-rebuild --print-errorlogs powerloss
-  else
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 meson test -C build-san --no-rebuild --print-errorlogs powerloss \
-      --test-args '*nRF52840*,[eeprom],[sealed]'
-  fi
-  took "powerloss under ASan + UBSan + LSan" "$t"
+    meson test -C build-san --no-rebuild --print-errorlogs unit concurrency powerloss
+  took "unit, concurrency, powerloss under ASan + UBSan + LSan" "$t"
 
   # GnuTLS's p11tool cannot run with the ASan runtime preloaded: p11-kit, which it loads,
   # leaves glibc's locale lock corrupt and hangs in newlocale/freelocale (`p11-kit
