@@ -144,11 +144,13 @@ struct ParsedCsr {
     ~ParsedCsr() { mbedtls_x509_csr_free(&c); }
 };
 
-// Every "type=value" of a subject in mbedTLS's syntax has a value. mbedTLS 2.28 (asn1write.c,
+// Every "type=value" of a subject in mbedTLS's syntax has a value (and no NUL ends the text
+// early). mbedTLS 2.28 (asn1write.c,
 // mbedtls_asn1_store_named_data) frees the value of a type given twice when the second is
 // empty ("O=a,O=") but keeps its old length, and mbedtls_x509write_csr_der then copies from
 // NULL: refused here, with the same scan of escapes and separators as mbedTLS's parser.
 bool subject_values_present(std::string_view subject) {
+    if (subject.find('\0') != std::string_view::npos) return false;  // mbedTLS would stop there
     bool in_value = false;
     std::size_t value_len = 0;
     for (std::size_t i = 0; i < subject.size(); ++i) {
