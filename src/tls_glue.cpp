@@ -3,6 +3,7 @@
 // for people are in detail/mbedtls/tls_text.hpp).
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
@@ -30,65 +31,50 @@ int can_do_ec(mbedtls_pk_type_t t) { return t == MBEDTLS_PK_ECKEY || t == MBEDTL
 int can_do_rsa(mbedtls_pk_type_t t) { return t == MBEDTLS_PK_RSA; }
 void no_free(void*) {}
 
-template <RefOf Ref>
-int sign_ec(void* ctx, mbedtls_md_type_t, const unsigned char* hash, std::size_t hash_len, unsigned char* sig,
-            std::size_t* sig_len, int (*)(void*, unsigned char*, std::size_t), void*) {
-    TokenKeyRef& ref = Ref(ctx);
-    std::byte rs[2 * 66];
-    auto n = ref.sign(ref.token, ref.session, ref.key, CKM_ECDSA, bytes(hash, hash_len), std::span<std::byte>(rs));
-    if (!n) {
-        ref.last_error = n.error();
-        return MBEDTLS_ERR_PK_HW_ACCEL_FAILED;
-    }
-    std::size_t len = ecdsa_raw_to_der(std::span(rs).first(*n), {reinterpret_cast<std::byte*>(sig), MBEDTLS_PK_SIGNATURE_MAX_SIZE});
-    if (len == 0) return MBEDTLS_ERR_PK_BAD_INPUT_DATA;
-    *sig_len = len;
-    ++ref.signatures;
-    return 0;
-}
-
-// PKCS#1 v1.5 over DigestInfo(md, hash): the token's CKM_RSA_PKCS adds only the padding.
-template <RefOf Ref>
-int sign_rsa(void* ctx, mbedtls_md_type_t md, const unsigned char* hash, std::size_t hash_len, unsigned char* sig,
-             std::size_t* sig_len, int (*)(void*, unsigned char*, std::size_t), void*) {
-    TokenKeyRef& ref = Ref(ctx);
-    unsigned char info[19 + 64];
-    std::size_t info_len = 0;
-    if (md == MBEDTLS_MD_NONE) {
-        if (hash_len > sizeof info) return MBEDTLS_ERR_PK_BAD_INPUT_DATA;
-        std::memcpy(info, hash, hash_len);
-        info_len = hash_len;
-    } else {
+// One signature by the token. EC: CKM_ECDSA over the hash, the token's r||s re-encoded as
+// the DER mbedTLS expects. RSA: PKCS#1 v1.5 over DigestInfo(md, hash) (the token's
+// CKM_RSA_PKCS adds only the padding; with MBEDTLS_MD_NONE the input is signed as given).
+int token_sign_hash(TokenKeyRef& ref, mbedtls_md_type_t md, const unsigned char* hash, std::size_t hash_len,
+                    unsigned char* sig, std::size_t* sig_len) {
+    const bool ec = ref.key_type == CKK_EC;
+    // EC: the token's r||s; RSA: the DigestInfo (19 bytes of header for SHA-2, then the hash).
+    unsigned char buf[2 * 66];
+    std::span<const std::byte> in = bytes(hash, hash_len);
+    if (!ec && md != MBEDTLS_MD_NONE) {
         const char* oid;
         std::size_t oid_len;
         if (mbedtls_oid_get_oid_by_md(md, &oid, &oid_len) != 0 || hash_len > 64 || oid_len > 9)
             return MBEDTLS_ERR_PK_BAD_INPUT_DATA;
         // SEQUENCE { SEQUENCE { OID, NULL }, OCTET STRING hash }
-        unsigned char* p = info;
-        *p++ = 0x30;
-        *p++ = static_cast<unsigned char>(8 + oid_len + hash_len);
-        *p++ = 0x30;
-        *p++ = static_cast<unsigned char>(4 + oid_len);
-        *p++ = 0x06;
-        *p++ = static_cast<unsigned char>(oid_len);
-        std::memcpy(p, oid, oid_len);
-        p += oid_len;
-        *p++ = 0x05;
-        *p++ = 0x00;
-        *p++ = 0x04;
-        *p++ = static_cast<unsigned char>(hash_len);
-        std::memcpy(p, hash, hash_len);
-        info_len = static_cast<std::size_t>(p - info) + hash_len;
+        const unsigned char head[] = {0x30, static_cast<unsigned char>(8 + oid_len + hash_len), 0x30,
+                                      static_cast<unsigned char>(4 + oid_len), 0x06, static_cast<unsigned char>(oid_len)};
+        const unsigned char tail[] = {0x05, 0x00, 0x04, static_cast<unsigned char>(hash_len)};
+        unsigned char* p = buf;
+        std::memcpy(p, head, sizeof head);
+        std::memcpy(p += sizeof head, oid, oid_len);
+        std::memcpy(p += oid_len, tail, sizeof tail);
+        std::memcpy(p += sizeof tail, hash, hash_len);
+        in = bytes(buf, static_cast<std::size_t>(p - buf) + hash_len);
     }
-    auto n = ref.sign(ref.token, ref.session, ref.key, CKM_RSA_PKCS, bytes(info, info_len),
-                      {reinterpret_cast<std::byte*>(sig), MBEDTLS_PK_SIGNATURE_MAX_SIZE});
+    const std::span<std::byte> out{reinterpret_cast<std::byte*>(sig), MBEDTLS_PK_SIGNATURE_MAX_SIZE};
+    auto n = ref.sign(ref.token, ref.session, ref.key, ec ? CKM_ECDSA : CKM_RSA_PKCS, in,
+                      ec ? std::as_writable_bytes(std::span(buf)) : out);
     if (!n) {
         ref.last_error = n.error();
         return MBEDTLS_ERR_PK_HW_ACCEL_FAILED;
     }
-    *sig_len = *n;
+    std::size_t len = *n;
+    if (ec && (len = ecdsa_raw_to_der(std::as_bytes(std::span(buf)).first(len), out)) == 0)
+        return MBEDTLS_ERR_PK_BAD_INPUT_DATA;
+    *sig_len = len;
     ++ref.signatures;
     return 0;
+}
+
+template <RefOf Ref>
+int sign(void* ctx, mbedtls_md_type_t md, const unsigned char* hash, std::size_t hash_len, unsigned char* sig,
+         std::size_t* sig_len, int (*)(void*, unsigned char*, std::size_t), void*) {
+    return token_sign_hash(Ref(ctx), md, hash, hash_len, sig, sig_len);
 }
 
 // A pk type whose signatures come from the token; every other operation is absent.
@@ -105,27 +91,26 @@ constexpr mbedtls_pk_info_t token_info(mbedtls_pk_type_t type, const char* name,
 }
 
 const mbedtls_pk_info_t token_ec_info =
-    token_info(MBEDTLS_PK_ECKEY, "p11tls token EC", bitlen<ref_of>, can_do_ec, sign_ec<ref_of>);
+    token_info(MBEDTLS_PK_ECKEY, "p11tls token EC", bitlen<ref_of>, can_do_ec, sign<ref_of>);
 const mbedtls_pk_info_t token_rsa_info =
-    token_info(MBEDTLS_PK_RSA_ALT, "p11tls token RSA", bitlen<ref_of>, can_do_rsa, sign_rsa<ref_of>);
+    token_info(MBEDTLS_PK_RSA_ALT, "p11tls token RSA", bitlen<ref_of>, can_do_rsa, sign<ref_of>);
 // With the public half in software: the types mbedtls_pk_write_pubkey understands.
 const mbedtls_pk_info_t token_ec_public_info =
-    token_info(MBEDTLS_PK_ECKEY, "p11tls token EC", bitlen<public_ref_of>, can_do_ec, sign_ec<public_ref_of>);
+    token_info(MBEDTLS_PK_ECKEY, "p11tls token EC", bitlen<public_ref_of>, can_do_ec, sign<public_ref_of>);
 const mbedtls_pk_info_t token_rsa_public_info =
-    token_info(MBEDTLS_PK_RSA, "p11tls token RSA", bitlen<public_ref_of>, can_do_rsa, sign_rsa<public_ref_of>);
+    token_info(MBEDTLS_PK_RSA, "p11tls token RSA", bitlen<public_ref_of>, can_do_rsa, sign<public_ref_of>);
 
-std::size_t der_integer(std::span<const std::byte> v, unsigned char* out) {
-    std::size_t lead = 0;
-    while (lead + 1 < v.size() && v[lead] == std::byte{0}) ++lead;
-    v = v.subspan(lead);
-    const bool pad = (std::to_integer<unsigned>(v[0]) & 0x80u) != 0;
-    std::size_t len = v.size() + (pad ? 1 : 0);
-    out[0] = 0x02;
-    out[1] = static_cast<unsigned char>(len);
-    std::size_t at = 2;
-    if (pad) out[at++] = 0;
-    std::memcpy(out + at, v.data(), v.size());
-    return at + v.size();
+// Writes the DER INTEGER of the `n` unsigned big-endian bytes at `v` (minimal: leading zero
+// bytes dropped, a zero byte before a set top bit) to end at `end`; returns where it starts.
+unsigned char* put_integer(unsigned char* end, const std::byte* v, std::size_t n) {
+    for (; n > 1 && *v == std::byte{0}; --n) ++v;
+    unsigned char* p = end - n;
+    std::memcpy(p, v, n);
+    if (*p & 0x80u) *--p = 0;
+    const auto len = static_cast<unsigned char>(end - p);
+    *--p = len;
+    *--p = 0x02;
+    return p;
 }
 
 }  // namespace
@@ -141,45 +126,38 @@ void token_pk_setup(mbedtls_pk_context& pk, TokenPublicKey& key) noexcept {
 }
 
 std::size_t ecdsa_raw_to_der(std::span<const std::byte> rs, std::span<std::byte> out) noexcept {
-    if (rs.empty() || rs.size() % 2 != 0 || rs.size() > 2 * 61) return 0;  // keeps every length < 128
-    unsigned char r[64], s[64];
+    if (rs.empty() || rs.size() % 2 != 0 || rs.size() > 2 * 61) return 0;
+    // Written back to front: s, r, then the SEQUENCE header.
+    unsigned char der[2 + 2 * (3 + 61)];
+    unsigned char* const end = der + sizeof der;
     const std::size_t half = rs.size() / 2;
-    std::size_t rl = der_integer(rs.first(half), r);
-    std::size_t sl = der_integer(rs.subspan(half), s);
-    std::size_t total = 2 + rl + sl;
-    if (out.size() < total) return 0;
-    auto* p = reinterpret_cast<unsigned char*>(out.data());
-    p[0] = 0x30;
-    p[1] = static_cast<unsigned char>(rl + sl);
-    std::memcpy(p + 2, r, rl);
-    std::memcpy(p + 2 + rl, s, sl);
-    return total;
+    unsigned char* p = put_integer(put_integer(end, rs.data() + half, half), rs.data(), half);
+    const auto body = static_cast<std::size_t>(end - p);
+    if (body > 127 || out.size() < body + 2) return 0;  // short-form lengths only
+    *--p = static_cast<unsigned char>(body);
+    *--p = 0x30;
+    std::memcpy(out.data(), p, body + 2);
+    return body + 2;
 }
 
 namespace {
 
-// True if `pk` is the public key `pub` of a `type` key (see leaf_first).
+// True if `pk` is a `type` key and, unless `pub` is empty, the public key `pub` (see leaf_first).
 bool holds(const mbedtls_pk_context& pk, CK_KEY_TYPE type, std::span<const std::byte> pub) {
+    if (mbedtls_pk_get_type(&pk) != (type == CKK_EC ? MBEDTLS_PK_ECKEY : MBEDTLS_PK_RSA)) return false;
+    if (pub.empty()) return true;
     unsigned char mine[512];
-    std::size_t len = 0;
-    if (type == CKK_EC) {
-        if (mbedtls_pk_get_type(&pk) != MBEDTLS_PK_ECKEY) return false;
-        const mbedtls_ecp_keypair* ec = mbedtls_pk_ec(pk);
-        if (mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &len, mine, sizeof mine) != 0)
-            return false;
-    } else {
-        if (mbedtls_pk_get_type(&pk) != MBEDTLS_PK_RSA) return false;
-        const mbedtls_rsa_context* rsa = mbedtls_pk_rsa(pk);
-        len = mbedtls_rsa_get_len(rsa);
-        if (len > sizeof mine || mbedtls_mpi_write_binary(&rsa->N, mine, len) != 0) return false;
-    }
-    return len == pub.size() && std::memcmp(mine, pub.data(), len) == 0;
-}
-
-mbedtls_x509_crt& nth(mbedtls_x509_crt& chain, std::size_t i) {
-    mbedtls_x509_crt* c = &chain;
-    while (i--) c = c->next;
-    return *c;
+    std::size_t len = pub.size();
+    if (len > sizeof mine) return false;
+    // The RSA modulus is written into exactly pub.size() bytes: one that does not fit fails,
+    // a shorter one gets a leading zero that `pub` (without leading zeros) does not have.
+    // The type is checked: the context is what mbedtls_pk_ec / mbedtls_pk_rsa would return.
+    const auto* ec = static_cast<const mbedtls_ecp_keypair*>(pk.pk_ctx);
+    const int ret = type == CKK_EC ? mbedtls_ecp_point_write_binary(&ec->grp, &ec->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &len,
+                                                                    mine, sizeof mine)
+                                   : mbedtls_mpi_write_binary(&static_cast<const mbedtls_rsa_context*>(pk.pk_ctx)->N,
+                                                              mine, len);
+    return ret == 0 && len == pub.size() && std::memcmp(mine, pub.data(), len) == 0;
 }
 
 // Exchanges two certificates' places in their chain. A parsed certificate points only into
@@ -187,28 +165,26 @@ mbedtls_x509_crt& nth(mbedtls_x509_crt& chain, std::size_t i) {
 void swap_places(mbedtls_x509_crt& a, mbedtls_x509_crt& b) {
     mbedtls_x509_crt* const a_next = a.next;
     mbedtls_x509_crt* const b_next = b.next;
-    mbedtls_x509_crt t;
-    std::memcpy(&t, &a, sizeof t);
-    std::memcpy(&a, &b, sizeof a);
-    std::memcpy(&b, &t, sizeof b);
+    // In place, byte by byte: no copy of either is left on the stack.
+    auto* x = reinterpret_cast<unsigned char*>(&a);
+    auto* y = reinterpret_cast<unsigned char*>(&b);
+    for (std::size_t i = 0; i < sizeof a; ++i) std::swap(x[i], y[i]);
     a.next = a_next;
     b.next = b_next;
-    mbedtls_platform_zeroize(&t, sizeof t);
 }
 
 }  // namespace
 
 bool leaf_first(mbedtls_x509_crt& chain, CK_KEY_TYPE type, std::span<const std::byte> pub) noexcept {
     if (type != CKK_EC && type != CKK_RSA) return false;
-    if (pub.empty())
-        return chain.raw.p != nullptr &&
-               mbedtls_pk_get_type(&chain.pk) == (type == CKK_EC ? MBEDTLS_PK_ECKEY : MBEDTLS_PK_RSA);
-    std::size_t at = 0;
-    for (mbedtls_x509_crt* c = &chain; c != nullptr && c->raw.p != nullptr; c = c->next, ++at) {
-        if (!holds(c->pk, type, pub)) continue;
-        // One place forward at a time: the certificates it passes keep their order.
-        for (; at > 0; --at) swap_places(nth(chain, at - 1), nth(chain, at));
-        return true;
+    for (mbedtls_x509_crt* m = &chain; m != nullptr && m->raw.p != nullptr; m = m->next) {
+        if (holds(m->pk, type, pub)) {
+            // Swapping each certificate before it with it rotates it to the head: the
+            // certificates it passes keep their order.
+            for (mbedtls_x509_crt* c = &chain; c != m; c = c->next) swap_places(*c, *m);
+            return true;
+        }
+        if (pub.empty()) break;  // only the first certificate's key type can be checked
     }
     return false;
 }

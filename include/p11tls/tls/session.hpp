@@ -218,7 +218,8 @@ private:
         else return nullptr;
     }
     detail::Unexpected error(Errc code, const char* t, std::int32_t native = 0) {
-        return detail::mbed::note_failure(msg_, {code, native}, t);
+        if constexpr (texts_) return detail::mbed::note_failure(msg_, {code, native}, t);
+        else return error(Error{code, native}, nullptr);  // one call site of note_failure without texts
     }
     detail::Unexpected error(Error e, const char* t) {
         if constexpr (texts_) return detail::mbed::note_failure(msg_, e, t, describe(e.code));
@@ -365,8 +366,9 @@ private:
 
     // Finds the private key, makes key_ sign with it through the token, and puts the client
     // certificate that holds its public key first in own_ (the one the server checks our
-    // signature with; the token may list a chain's CA certificates before it).
-    Result<void> load_key(const tls::Credentials& c) {
+    // signature with; the token may list a chain's CA certificates before it). Not inlined:
+    // configure() runs it once, and inlined there its error paths cost more than the call.
+    [[gnu::noinline]] Result<void> load_key(const tls::Credentials& c) {
         std::array<CK_OBJECT_HANDLE, 2> h;
         auto n = find(CKO_PRIVATE_KEY, c.key_label, c.key_id, h);
         if (!n) return error(n.error(), text("token search failed"));
@@ -425,27 +427,31 @@ private:
     }
 
     Result<void> setup_mbedtls(const tls::Credentials& c, const tls::Params& p) {
-        auto bad = [&](int ret, const char* t) { return error(Errc::tls_config, t, ret); };
-        if (int r = mbedtls_ssl_config_defaults(&conf_, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                                MBEDTLS_SSL_PRESET_DEFAULT))
-            return bad(r, text("mbedTLS refused the client defaults"));
-        mbedtls_ssl_conf_authmode(&conf_, MBEDTLS_SSL_VERIFY_REQUIRED);
-        mbedtls_ssl_conf_ca_chain(&conf_, &ca_, nullptr);
-        mbedtls_ssl_conf_cert_profile(&conf_, &tls::cert_profile);
-        mbedtls_ssl_conf_rng(&conf_, drbg_.rng().f, drbg_.rng().p);
-        mbedtls_ssl_conf_ciphersuites(&conf_, Config::ciphersuites);
-        mbedtls_ssl_conf_min_version(&conf_, MBEDTLS_SSL_MAJOR_VERSION_3, Config::min_minor_version);
-        mbedtls_ssl_conf_max_version(&conf_, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-        mbedtls_ssl_conf_sig_hashes(&conf_, tls::sig_hashes);
-        mbedtls_ssl_conf_curves(&conf_, tls::curves);
-        mbedtls_ssl_conf_renegotiation(&conf_, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-        mbedtls_ssl_conf_session_tickets(&conf_, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
-        if (int r = mbedtls_ssl_conf_max_frag_len(&conf_, Config::max_fragment_length))
-            return bad(r, text("invalid max fragment length"));
-        if (!c.anonymous_client)
-            if (int r = mbedtls_ssl_conf_own_cert(&conf_, &own_, &key_)) return bad(r, text("mbedTLS refused the client certificate"));
+        // Each step names itself in `what` before it runs: one error path for all of them.
+        const char* what = text("mbedTLS refused the client defaults");
+        int r = mbedtls_ssl_config_defaults(&conf_, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                            MBEDTLS_SSL_PRESET_DEFAULT);
+        if (r == 0) {
+            mbedtls_ssl_conf_authmode(&conf_, MBEDTLS_SSL_VERIFY_REQUIRED);
+            mbedtls_ssl_conf_ca_chain(&conf_, &ca_, nullptr);
+            mbedtls_ssl_conf_cert_profile(&conf_, &tls::cert_profile);
+            mbedtls_ssl_conf_rng(&conf_, drbg_.rng().f, drbg_.rng().p);
+            mbedtls_ssl_conf_ciphersuites(&conf_, Config::ciphersuites);
+            mbedtls_ssl_conf_min_version(&conf_, MBEDTLS_SSL_MAJOR_VERSION_3, Config::min_minor_version);
+            mbedtls_ssl_conf_max_version(&conf_, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+            mbedtls_ssl_conf_sig_hashes(&conf_, tls::sig_hashes);
+            mbedtls_ssl_conf_curves(&conf_, tls::curves);
+            mbedtls_ssl_conf_renegotiation(&conf_, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+            mbedtls_ssl_conf_session_tickets(&conf_, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+            what = text("invalid max fragment length");
+            r = mbedtls_ssl_conf_max_frag_len(&conf_, Config::max_fragment_length);
+        }
+        if (r == 0 && !c.anonymous_client) {
+            what = text("mbedTLS refused the client certificate");
+            r = mbedtls_ssl_conf_own_cert(&conf_, &own_, &key_);
+        }
         if constexpr (Config::alpn) {
-            if (!p.alpn.empty()) {
+            if (r == 0 && !p.alpn.empty()) {
                 if (p.alpn.size() > Config::max_alpn) return error(Errc::tls_config, text("too many ALPN protocols"));
                 for (std::size_t i = 0; i < p.alpn.size(); ++i) {
                     if (p.alpn[i].empty() || p.alpn[i].size() >= alpn_names_[i].size())
@@ -455,11 +461,19 @@ private:
                     alpn_[i] = alpn_names_[i].data();
                 }
                 alpn_[p.alpn.size()] = nullptr;
-                if (int r = mbedtls_ssl_conf_alpn_protocols(&conf_, alpn_.data())) return bad(r, text("invalid ALPN list"));
+                what = text("invalid ALPN list");
+                r = mbedtls_ssl_conf_alpn_protocols(&conf_, alpn_.data());
             }
         }
-        if (int r = mbedtls_ssl_setup(&ssl_, &conf_)) return bad(r, text("mbedTLS setup failed (out of memory?)"));
-        if (int r = mbedtls_ssl_set_hostname(&ssl_, server_name_.data())) return bad(r, text("invalid server name"));
+        if (r == 0) {
+            what = text("mbedTLS setup failed (out of memory?)");
+            r = mbedtls_ssl_setup(&ssl_, &conf_);
+        }
+        if (r == 0) {
+            what = text("invalid server name");
+            r = mbedtls_ssl_set_hostname(&ssl_, server_name_.data());
+        }
+        if (r != 0) return error(Errc::tls_config, what, r);
         mbedtls_ssl_set_bio(&ssl_, this, &bio_send, &bio_recv, nullptr);
         return {};
     }
@@ -468,7 +482,7 @@ private:
     int bio_result(const Result<std::size_t>& r, bool sending) {
         if (r) return static_cast<int>(*r);
         last_transport_error_ = r.error();
-        return detail::mbed::transport_ret(r.error().code, sending);
+        return detail::mbed::transport_ret(last_transport_error_.code, sending);
     }
     static int bio_send(void* ctx, const unsigned char* buf, std::size_t len) {
         auto& self = *static_cast<TlsSession*>(ctx);

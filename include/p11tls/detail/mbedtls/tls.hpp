@@ -2,6 +2,7 @@
 #pragma once
 // Non-template TLS glue: token-backed mbedTLS keys and the error/message mapping.
 #include <cstddef>
+#include <cstring>
 #include <span>
 #include <string_view>
 
@@ -87,8 +88,10 @@ void token_pk_setup(mbedtls_pk_context& pk, TokenPublicKey& key) noexcept;
 }
 /// True if `data` holds a PEM block ("-----BEGIN ").
 [[nodiscard]] inline bool looks_like_pem(std::span<const std::byte> data) noexcept {
-    return std::string_view(reinterpret_cast<const char*>(data.data()), data.size()).find("-----BEGIN ") !=
-           std::string_view::npos;
+    static constexpr char begin[] = "-----BEGIN ";
+    for (std::size_t i = 0; i + sizeof begin - 1 <= data.size(); ++i)
+        if (std::memcmp(data.data() + i, begin, sizeof begin - 1) == 0) return true;
+    return false;
 }
 
 /// The member a feature that is compiled out leaves in its place (with [[no_unique_address]]).
