@@ -652,6 +652,25 @@ private:
                 ++report_.damaged_regions;
             }
         }
+        // Two sectors opened with the same sequence cannot come from this code (a damaged or
+        // crafted image): their order is unknown, and a collection record naming that sequence
+        // would void both, records stored since included. Keep each as the oldest, like a
+        // damaged open marker: collections then take them first and name neither.
+        for (std::size_t s = 0; s < SectorCount; ++s) {
+            const std::uint32_t q = lay_.sectors[s].sseq;
+            if (lay_.sectors[s].state != State::used || q == 0) continue;
+            bool dup = false;
+            for (std::size_t t = s + 1; t < SectorCount; ++t)
+                if (lay_.sectors[t].state == State::used && lay_.sectors[t].sseq == q) {
+                    lay_.sectors[t].sseq = 0;
+                    ++report_.damaged_regions;
+                    dup = true;
+                }
+            if (dup) {
+                lay_.sectors[s].sseq = 0;
+                ++report_.damaged_regions;
+            }
+        }
         // A sector named by a committed collection record was emptied and its erase cut: its
         // content is void, whatever the cut erase left of it.
         collected_count_ = 0;
