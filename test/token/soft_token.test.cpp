@@ -259,6 +259,29 @@ TOKEN_TEST("the serial number survives a reload and differs between tokens", "[p
     CHECK(std::memcmp(before.serialNumber, info_of(*other).serialNumber, 16) != 0);
 }
 
+TEST_CASE("SoftToken: a stored PIN round count outside 1000..max_pin_iterations is refused, the store unchanged",
+          "[token][pin]") {
+    RamTokenModel<> m;
+    REQUIRE(code((*m).init_token(pin(so_pin), token_label("t"))) == no_error);
+    std::array<std::byte, 512> meta{};
+    auto n = m.nvm().load(0, meta);
+    REQUIRE(code(n) == no_error);
+    for (std::uint32_t rounds : {std::uint32_t{999}, std::uint32_t{TestConfig::max_pin_iterations + 1}, 0xFFFFFFFFu}) {
+        INFO("rounds " << rounds);
+        auto tampered = meta;
+        for (int i = 0; i < 4; ++i) tampered[60 + i] = std::byte(static_cast<unsigned char>(rounds >> (8 * i)));
+        RamNvm<> store(m.nvm());
+        REQUIRE(code(store.store(0, std::span(tampered).first(*n))) == no_error);
+        SoftToken<RamNvm<>, GetrandomEntropy, TestConfig> t(std::move(store), GetrandomEntropy{});
+        CHECK(code(t.load()) == Errc::nvm_corrupt);
+        std::array<std::byte, 512> after{};
+        auto k = t.nvm().load(0, after);
+        REQUIRE(code(k) == no_error);
+        CHECK(std::equal(after.begin(), after.begin() + *k, tampered.begin(), tampered.begin() + *n));
+    }
+    m.reload();  // the untampered state still loads
+}
+
 TOKEN_TEST("init_token, init_pin and user login give a user session", "[pin]") {
     TestType m;
     auto& t = *m;

@@ -38,6 +38,9 @@ struct SoftTokenConfig {
     /// false: the FreeRTOS-compatible mode; private objects are usable without C_Login.
     static constexpr bool login_required = true;
     static constexpr unsigned pin_iterations = 10000;  ///< PBKDF2-HMAC-SHA256 rounds
+    /// A stored state naming more rounds than this is refused as corrupt at load: a tampered
+    /// count would otherwise make every C_Login run for hours.
+    static constexpr unsigned max_pin_iterations = 1000000;
     static constexpr unsigned max_pin_failures = 10;   ///< then the PIN is locked
     static constexpr std::size_t min_pin_len = 4;
     static constexpr std::size_t max_pin_len = 64;
@@ -823,6 +826,8 @@ private:
         detail::put_le32(p + 160, m.so_failures);
         detail::put_le32(p + 164, m.user_failures);
     }
+    static_assert(Config::pin_iterations >= 1000 && Config::pin_iterations <= Config::max_pin_iterations,
+                  "SoftTokenConfig: pin_iterations must be between 1000 and max_pin_iterations");
     static bool decode_meta(const std::byte* p, Meta& m) noexcept {
         if (std::memcmp(p, "P11M", 4) != 0 || detail::get_le32(p + 4) != 1) return false;
         std::uint32_t flags = detail::get_le32(p + 8);
@@ -837,7 +842,7 @@ private:
         std::memcpy(m.user_hash, p + 128, 32);
         m.so_failures = detail::get_le32(p + 160);
         m.user_failures = detail::get_le32(p + 164);
-        return m.iterations >= 1000;
+        return m.iterations >= 1000 && m.iterations <= Config::max_pin_iterations;
     }
     Result<void> commit_meta(const Meta& m) {
         std::byte buf[meta_size];
