@@ -35,7 +35,9 @@ took() { echo "-- $1: $(($SECONDS - $2)) s"; }
 
 if [ "$parts" = all ] || [ "$parts" = asan ]; then
   t=$SECONDS
-  setup build-san -Db_sanitize=address,undefined -Db_lundef=false
+  # -O1: the build is most of this stage; -O1 compiles it in 412 s instead of 652 s (-O2) and
+  # its tests run 99 s instead of 87 s (one clean-clone run each on the 2-core build machine).
+  setup build-san -Db_sanitize=address,undefined -Db_lundef=false -Doptimization=1
   # What the tests below run, not the benchmarks or the hygiene test (it replaces malloc).
   ninja -C build-san test/unit-tests test/concurrency/concurrency-tests test/nvm/powerloss-tests \
     boards/host/libp11tls-pkcs11.so examples/tls_client test/c/aws_tls_test tools/provision/p11tls-provision
